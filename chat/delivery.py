@@ -1,0 +1,291 @@
+"""Outboxes: how lines reach one member's socket. Three designs behind ``--delivery``.
+
+Each connection owns one outbox, and the outbox is the only code that writes to
+that connection's socket. The room calls :meth:`Outbox.put` for every line the
+connection should receive, **always with the room lock held**: puts to one
+outbox are therefore never concurrent (one producer at a time) and a
+connection's lines leave in the order the room produced them.
+
+``direct``
+    The original design: ``put`` calls ``sendall`` right away, under the room
+    lock. One send per delivery, and a member that stops reading blocks the
+    sender while it holds the lock, so the whole room stalls. Kept to teach
+    exactly that; the slow-consumer rule cannot apply to it.
+``queued``
+    A writer thread per member fed by a ``queue.Queue``: the broadcaster never
+    touches a socket, but each line costs a condition notify (a wake-up of the
+    writer) and a ``send`` of its own.
+``batched`` (the default)
+    A writer thread per member fed by a ``deque``. The broadcaster appends, and
+    wakes the writer only when the deque goes from empty to non-empty; the
+    writer drains everything pending into one ``sendall``. Under load one
+    wake-up and one syscall carry hundreds of lines.
+
+Why "empty to non-empty" loses no wake-up in ``batched``: the producer checks
+``len(deque) == 1`` *after* its append, and producers are serialised by the
+room lock. The writer clears its event *before* draining and drains until the
+deque is empty. The first line appended after the writer saw the deque empty is
+therefore appended to an empty deque by the only producer, which sees length 1
+and sets the event; every later line is either drained in the same pass or
+behind that one.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import socket
+import threading
+import time
+from collections import deque
+
+log = logging.getLogger(__name__)
+
+#: How long a writer sleeps between checks of its stop flags when idle. Only a
+#: bound on shutdown paths that lose their wake-up; normal wakes are events.
+IDLE_WAIT = 1.0
+
+#: A reader that finds a recipient past the high-water mark waits for it in
+#: slices of this length; a slice in which the recipient's writer sent nothing
+#: marks it stalled, and nobody waits for a stalled recipient again until it
+#: makes progress (it then overflows and is dropped as slow).
+STALL_SLICE = 0.05
+
+#: The longest one reader waits for one congested recipient.
+MAX_BACKPRESSURE_WAIT = 2.0
+
+
+class Delivery(str, enum.Enum):
+    """The delivery designs selectable with ``--delivery``."""
+
+    DIRECT = "direct"
+    QUEUED = "queued"
+    BATCHED = "batched"
+
+
+class Outbox:
+    """Base class: one connection's ordered path to its socket.
+
+    Lifecycle: ``start()``; any number of ``put()`` calls (room lock held);
+    then either ``finish()`` (send what is queued, then stop) or ``abort()``
+    (drop what is queued, shut the socket, stop). ``join()`` waits for the
+    writer thread.
+    """
+
+    has_writer = False
+
+    def __init__(self, sock: socket.socket, name: str = "") -> None:
+        self.sock = sock
+        self.label = name
+        self.is_finishing = False
+        self.is_aborted = False
+        self.is_broken = False  # a send failed: the peer is gone
+        self.sends = 0  # completed send calls: the writer's progress counter
+        self.bytes_sent = 0
+        self.is_stalled = False  # no progress during a backpressure slice
+        self._progress = threading.Condition()  # guards nothing but the wait below
+        self._waiters = 0
+        self.thread: threading.Thread | None = None
+
+    # -- called with the room lock held -------------------------------------
+    def put(self, line: bytes) -> int:
+        """Queue (or send) one line; return the backlog in lines after it."""
+        raise NotImplementedError
+
+    def backlog(self) -> int:
+        return 0
+
+    def finish(self) -> None:
+        """Send everything queued so far, then stop. No puts after this."""
+        self.is_finishing = True
+
+    def abort(self) -> None:
+        """Drop the queue and stop now; shuts the socket so a blocked send returns."""
+        self.is_aborted = True
+        self.is_finishing = True
+        shutdown_socket(self.sock)
+
+    # -- writer side ----------------------------------------------------------
+    def start(self) -> None:
+        if self.has_writer:
+            self.thread = threading.Thread(target=self._run, name=f"writer-{self.label}", daemon=True)
+            self.thread.start()
+
+    def join(self, timeout: float | None) -> bool:
+        """Wait for the writer thread; True when it has ended."""
+        if self.thread is None:
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self._write_loop()
+        except OSError as exc:
+            # The peer went away or the socket was shut: the reader reports it.
+            self.is_broken = True
+            log.debug("writer %s stopped: %s", self.label, exc)
+        finally:
+            self._note_progress()
+
+    def _write_loop(self) -> None:
+        raise NotImplementedError
+
+    def _send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.sends += 1
+        self.bytes_sent += len(data)
+        self._note_progress()
+
+    def _note_progress(self) -> None:
+        self.is_stalled = False
+        if self._waiters:  # unlocked read: a missed notify costs one slice
+            with self._progress:
+                self._progress.notify_all()
+
+    # -- backpressure, called by readers WITHOUT the room lock ------------------
+    def wait_below(self, high_water: int, deadline: float) -> None:
+        """Wait while this outbox holds more than ``high_water`` lines.
+
+        Returns when it drains below the mark, when the writer makes no
+        progress for a whole slice (it is then marked stalled and will be
+        dropped as slow when it overflows), when it stops, or at ``deadline``.
+        """
+        if self.is_stalled:
+            return
+        with self._progress:
+            self._waiters += 1
+            try:
+                while self.backlog() > high_water and not self.is_finishing and time.monotonic() < deadline:
+                    before = self.sends
+                    self._progress.wait(STALL_SLICE)
+                    if self.sends == before and self.backlog() > high_water:
+                        self.is_stalled = True
+                        return
+            finally:
+                self._waiters -= 1
+
+
+class DirectOutbox(Outbox):
+    """``sendall`` in the caller's thread, under the room lock (the original design)."""
+
+    def put(self, line: bytes) -> int:
+        if self.is_finishing or self.is_broken:
+            return 0
+        try:
+            self.sock.sendall(line)
+            self.sends += 1
+            self.bytes_sent += len(line)
+        except OSError as exc:
+            # The reader of this connection sees the same failure and leaves.
+            self.is_broken = True
+            log.debug("direct send to %s failed: %s", self.label, exc)
+        return 0
+
+    def send_nowait(self, line: bytes) -> None:
+        """Best-effort send that never blocks: for shutdown, which must not hang."""
+        try:
+            self.sock.send(line, socket.MSG_DONTWAIT)
+        except OSError as exc:
+            log.debug("shutdown send to %s failed: %s", self.label, exc)
+
+
+class QueuedOutbox(Outbox):
+    """A writer thread fed by ``queue.Queue``: one wake-up and one send per line."""
+
+    has_writer = True
+
+    def __init__(self, sock: socket.socket, name: str = "") -> None:
+        super().__init__(sock, name)
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+
+    def put(self, line: bytes) -> int:
+        if self.is_finishing:
+            return 0
+        self._queue.put(line)
+        return self._queue.qsize()
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def finish(self) -> None:
+        if not self.is_finishing:
+            super().finish()
+            self._queue.put(None)  # sentinel: everything before it is sent
+
+    def abort(self) -> None:
+        super().abort()
+        self._queue.put(None)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                line = self._queue.get(timeout=IDLE_WAIT)
+            except queue.Empty:
+                continue
+            if line is None or self.is_aborted:
+                return
+            self._send(line)
+
+
+class BatchedOutbox(Outbox):
+    """A writer thread fed by a deque, woken only on empty to non-empty; one send per drain."""
+
+    has_writer = True
+
+    def __init__(self, sock: socket.socket, name: str = "") -> None:
+        super().__init__(sock, name)
+        self._lines: deque[bytes] = deque()
+        self._wake = threading.Event()
+
+    def put(self, line: bytes) -> int:
+        if self.is_finishing:
+            return 0
+        lines = self._lines
+        lines.append(line)
+        n = len(lines)
+        if n == 1:  # empty -> non-empty: the writer may be asleep
+            self._wake.set()
+        return n
+
+    def backlog(self) -> int:
+        return len(self._lines)
+
+    def finish(self) -> None:
+        super().finish()
+        self._wake.set()
+
+    def abort(self) -> None:
+        super().abort()
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        lines = self._lines
+        wake = self._wake
+        while True:
+            wake.wait(IDLE_WAIT)
+            wake.clear()
+            while lines and not self.is_aborted:
+                n = len(lines)
+                pop = lines.popleft
+                chunk = b"".join([pop() for _ in range(n)])
+                self._send(chunk)
+            if self.is_aborted or (self.is_finishing and not lines):
+                return
+
+
+def make_outbox(design: Delivery, sock: socket.socket, name: str = "") -> Outbox:
+    if design is Delivery.DIRECT:
+        return DirectOutbox(sock, name)
+    if design is Delivery.QUEUED:
+        return QueuedOutbox(sock, name)
+    return BatchedOutbox(sock, name)
+
+
+def shutdown_socket(sock: socket.socket) -> None:
+    """Shut both directions; wakes threads blocked in recv or send on it. Never raises."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut or never connected: nothing left to wake

@@ -1,0 +1,419 @@
+"""The chat wire protocol: pure parsing and formatting, no sockets, no threads.
+
+Theory of operation
+-------------------
+The protocol is line based: TCP, UTF-8, one frame per ``\\n``-terminated line
+(``\\r\\n`` accepted). Everything here turns bytes into small frozen event
+objects and events back into bytes, so that the server, the terminal client,
+the swarm bots and the locust users all speak through one implementation. A
+fix to the protocol is made once, here.
+
+Server to client, every line starts with an upper-case keyword::
+
+    HELLO <text>                      once, right after connect
+    ERR <code> <text>                 a refusal; see ErrorCode
+    OK <name>                         username accepted
+    JOIN <seq> <name>                 broadcast
+    MSG <seq> <name> <text>           broadcast
+    LEAVE <seq> <name> <reason>       broadcast; reason quit|disconnected|slow
+    USERS <name> <name> ...           answer to /who, sorted case-insensitively
+    BYE <text>                        the server is closing this connection
+
+Client to server: the first accepted line is the username; after that every
+line is chat text, ``/who``, ``/quit`` or (as in the original client) a bare
+``exit``.
+
+``seq`` is one global counter over all broadcasts. The parser also accepts
+broadcasts *without* a seq (``JOIN alice``, ``MSG alice hi``), so that the
+harness can judge other servers that speak the same verbs but do not number
+their events; see :func:`parse_server_line`.
+
+Errors say whose fault they were, as in h11: :class:`RemoteProtocolError` is
+raised for bad input from the peer and carries the :class:`ErrorCode` to
+answer with; :class:`LocalProtocolError` means our own code tried to format
+something the protocol cannot carry (a bug).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+# -- limits -------------------------------------------------------------------
+
+#: Default maximum bytes in one line, terminator excluded. Big enough for any
+#: chat message a person types, small enough that a peer cannot make the
+#: server buffer without bound.
+DEFAULT_MAX_LINE = 4096
+
+#: A username: 1 to 20 ASCII letters, digits, ``_`` or ``-``. ASCII only, so
+#: that case-insensitive uniqueness is plain ``str.lower`` and no two names can
+#: look alike through Unicode confusables.
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
+MAX_NAME_LEN = 20
+
+#: C0 controls other than tab, and DEL. Raw escape sequences must never reach
+#: another user's terminal, so lines holding them are refused.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+ENCODING = "utf-8"
+
+
+class ErrorCode(str, Enum):
+    """The codes of ``ERR <code> <text>`` lines (``str`` mixin: 3.10 has no StrEnum)."""
+
+    FULL = "full"
+    INVALID_NAME = "invalid-name"
+    NAME_TAKEN = "name-taken"
+    LINE_TOO_LONG = "line-too-long"
+    BAD_ENCODING = "bad-encoding"
+    UNKNOWN_COMMAND = "unknown-command"
+    TIMEOUT = "timeout"
+
+
+class LeaveReason(str, Enum):
+    """Why a member left, as carried by ``LEAVE <seq> <name> <reason>``."""
+
+    QUIT = "quit"
+    DISCONNECTED = "disconnected"
+    SLOW = "slow"
+
+
+class ProtocolError(Exception):
+    """Base class of protocol errors."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol. ``code`` is what to answer with."""
+
+    def __init__(self, code: ErrorCode, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own code tried to send something the protocol cannot carry: a bug."""
+
+
+# -- server-to-client events ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    text: str
+
+
+@dataclass(frozen=True)
+class Err:
+    code: ErrorCode
+    text: str
+
+
+@dataclass(frozen=True)
+class Ok:
+    name: str
+
+
+@dataclass(frozen=True)
+class Join:
+    seq: int | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Msg:
+    seq: int | None
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    seq: int | None
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Users:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Bye:
+    text: str
+
+
+ServerEvent = Hello | Err | Ok | Join | Msg | Leave | Users | Bye
+Broadcast = Join | Msg | Leave
+
+
+def _check_text(text: str, what: str) -> str:
+    if "\n" in text or "\r" in text:
+        raise LocalProtocolError(f"{what} must not contain a line break: {text!r}")
+    return text
+
+
+def format_event(event: ServerEvent) -> bytes:
+    """Encode one server event as a complete wire line (terminator included)."""
+    if isinstance(event, Msg):
+        line = f"MSG {event.seq} {event.name} {_check_text(event.text, 'MSG text')}"
+    elif isinstance(event, Join):
+        line = f"JOIN {event.seq} {event.name}"
+    elif isinstance(event, Leave):
+        line = f"LEAVE {event.seq} {event.name} {event.reason}"
+    elif isinstance(event, Err):
+        line = f"ERR {event.code.value} {_check_text(event.text, 'ERR text')}"
+    elif isinstance(event, Ok):
+        line = f"OK {event.name}"
+    elif isinstance(event, Users):
+        line = " ".join(("USERS", *event.names))
+    elif isinstance(event, Hello):
+        line = f"HELLO {_check_text(event.text, 'HELLO text')}"
+    elif isinstance(event, Bye):
+        line = f"BYE {_check_text(event.text, 'BYE text')}"
+    else:  # pragma: no cover - exhaustive over ServerEvent
+        raise LocalProtocolError(f"not a server event: {event!r}")
+    return (line + "\n").encode(ENCODING)
+
+
+# The hot path of a broadcast formats one line per event (not per recipient),
+# so these small helpers avoid building dataclasses the server never reads.
+
+
+def format_msg(seq: int, name: str, text: str) -> bytes:
+    """``MSG <seq> <name> <text>\\n``, the one line formatted per chat message."""
+    return f"MSG {seq} {name} {text}\n".encode(ENCODING)
+
+
+def format_err(code: ErrorCode, text: str) -> bytes:
+    return format_event(Err(code, text))
+
+
+def sort_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Names in the order ``USERS`` lists them: case-insensitive, ties by byte order."""
+    return tuple(sorted(names, key=lambda n: (n.lower(), n)))
+
+
+def _int_or_none(token: str) -> int | None:
+    if token.isascii() and token.isdigit():
+        return int(token)
+    return None
+
+
+def parse_server_line(line: str, *, seqs: bool | None = None) -> ServerEvent:
+    """Parse one server line (terminator already removed) into an event.
+
+    Raises :class:`RemoteProtocolError` for a line no event fits. Broadcasts
+    may omit the seq (``JOIN alice``): ``seq`` is then ``None``. ``seqs`` is
+    the server's numbering style when the caller knows it (``True``: numbered,
+    ``False``: unnumbered); with ``None`` it is guessed per line, and a ``MSG``
+    counts as numbered when it has three fields and the first is all digits.
+    """
+    return _parse_server_line(line, seqs=seqs)
+
+
+def _parse_server_line(line: str, *, seqs: bool | None) -> ServerEvent:
+    keyword, _, rest = line.partition(" ")
+    if keyword == "MSG":
+        parts = rest.split(" ", 2)
+        if seqs is not False and len(parts) >= 2:
+            seq = _int_or_none(parts[0])
+            if seq is not None and (seqs is True or len(parts) == 3):
+                return Msg(seq, parts[1], parts[2] if len(parts) == 3 else "")
+        name, _, text = rest.partition(" ")
+        if name:
+            return Msg(None, name, text)
+    elif keyword == "JOIN":
+        parts = rest.split(" ")
+        if len(parts) == 2 and _int_or_none(parts[0]) is not None and seqs is not False:
+            return Join(_int_or_none(parts[0]), parts[1])
+        if len(parts) == 1 and parts[0]:
+            return Join(None, parts[0])
+    elif keyword == "LEAVE":
+        parts = rest.split(" ")
+        if len(parts) == 3 and _int_or_none(parts[0]) is not None and seqs is not False:
+            return Leave(_int_or_none(parts[0]), parts[1], parts[2])
+        if len(parts) == 2 and parts[0]:
+            return Leave(None, parts[0], parts[1])
+        if len(parts) == 1 and parts[0]:
+            return Leave(None, parts[0], "")
+    elif keyword == "OK":
+        if rest:
+            return Ok(rest)
+    elif keyword == "USERS":
+        return Users(tuple(n for n in rest.split(" ") if n))
+    elif keyword == "HELLO":
+        return Hello(rest)
+    elif keyword == "BYE":
+        return Bye(rest)
+    elif keyword == "ERR":
+        code, _, text = rest.partition(" ")
+        try:
+            return Err(ErrorCode(code), text)
+        except ValueError:
+            pass
+    raise RemoteProtocolError(ErrorCode.UNKNOWN_COMMAND, f"not a server line: {line[:80]!r}")
+
+
+# -- client-to-server lines ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat line to broadcast."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Who:
+    """``/who``."""
+
+
+@dataclass(frozen=True)
+class Quit:
+    """``/quit`` or a bare ``exit``."""
+
+
+@dataclass(frozen=True)
+class Blank:
+    """An empty or whitespace-only line: ignored, no broadcast and no error."""
+
+
+@dataclass(frozen=True)
+class UnknownCommand:
+    word: str
+
+
+ClientLine = Chat | Who | Quit | Blank | UnknownCommand
+
+
+def decode_line(raw: bytes) -> str:
+    """Decode one received line (terminator removed) and refuse what must not pass.
+
+    Raises :class:`RemoteProtocolError` with ``bad-encoding`` for invalid UTF-8
+    and for lines holding a C0 control character other than tab, or DEL.
+    """
+    try:
+        text = raw.decode(ENCODING)
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(ErrorCode.BAD_ENCODING, "line is not valid UTF-8") from None
+    if _CONTROL_RE.search(text):
+        raise RemoteProtocolError(ErrorCode.BAD_ENCODING, "control characters are not allowed") from None
+    return text
+
+
+def classify_client_line(text: str) -> ClientLine:
+    """What a member's line means: chat, a command, or nothing."""
+    if not text.strip():
+        return Blank()
+    if text == "exit" or text.startswith("/"):
+        word = text.split(" ", 1)[0] if text.startswith("/") else text
+        if word == "/who":
+            return Who()
+        if word in ("/quit", "exit"):
+            return Quit()
+        return UnknownCommand(word)
+    return Chat(text)
+
+
+def is_leave_request(text: str) -> bool:
+    """True for the lines that end a connection during the handshake."""
+    return text == "exit" or text.split(" ", 1)[0] == "/quit"
+
+
+def check_name(name: str) -> None:
+    """Raise ``invalid-name`` unless ``name`` is 1-20 ASCII letters, digits, ``_`` or ``-``."""
+    if not NAME_RE.fullmatch(name):
+        raise RemoteProtocolError(
+            ErrorCode.INVALID_NAME,
+            "a name is 1 to 20 letters, digits, _ or - (no spaces)",
+        )
+
+
+def name_key(name: str) -> str:
+    """The key under which names are unique: case-insensitive (names are ASCII)."""
+    return name.lower()
+
+
+def encode_client_line(text: str) -> bytes:
+    """Encode one client line; refuses embedded line breaks (they would split it)."""
+    if "\n" in text or "\r" in text:
+        raise LocalProtocolError(f"a client line must not contain a line break: {text!r}")
+    return (text + "\n").encode(ENCODING)
+
+
+# -- framing ------------------------------------------------------------------
+
+
+class LineTooLong:
+    """Marker yielded by :class:`LineBuffer` in place of a line over the limit."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LineTooLong()"
+
+
+LINE_TOO_LONG = LineTooLong()
+
+
+class LineBuffer:
+    """Splits a byte stream into lines, enforcing a per-line byte limit.
+
+    ``feed(data)`` returns the complete lines (``bytes``, terminator and a
+    trailing ``\\r`` removed) and, for each line longer than ``max_line``, one
+    :data:`LINE_TOO_LONG` marker in its place. The rest of an over-long line is
+    discarded as it arrives, so a 1 MiB line costs O(n) and never more than
+    ``max_line`` bytes of memory. The buffer remembers how far it has already
+    searched for a newline, so a line trickling in byte by byte is not rescanned.
+    """
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1")
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._searched = 0  # bytes of _buf known to hold no b"\n"
+        self._discarding = False  # inside an over-long line, until its b"\n"
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not yet form a complete line."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | LineTooLong]:
+        out: list[bytes | LineTooLong] = []
+        buf = self._buf
+        buf += data
+        start = 0
+        search = self._searched
+        while True:
+            nl = buf.find(b"\n", search)
+            if nl < 0:
+                break
+            if self._discarding:
+                self._discarding = False
+            else:
+                end = nl
+                if end > start and buf[end - 1] == 0x0D:
+                    end -= 1
+                if end - start > self.max_line:
+                    out.append(LINE_TOO_LONG)
+                else:
+                    out.append(bytes(buf[start:end]))
+            start = search = nl + 1
+        del buf[:start]
+        # An unterminated tail longer than the limit (plus room for "\r") can
+        # never become a valid line: report it now and drop what arrives until
+        # its newline.
+        if not self._discarding and len(buf) > self.max_line + 1:
+            out.append(LINE_TOO_LONG)
+            self._discarding = True
+        if self._discarding:
+            buf.clear()
+        self._searched = len(buf)
+        return out

@@ -1,0 +1,265 @@
+"""The room: the one state that the server's threads share, and its one lock.
+
+Theory of operation
+-------------------
+Every thread of the server (the acceptor, one reader per connection, one writer
+per connection) shares exactly one object: the :class:`Room`. It owns
+
+* ``connections``: every open connection, handshaking or member (the slots
+  that ``--max-clients`` counts);
+* ``members``: the registry, lower-cased name -> connection;
+* ``seq``: the global broadcast counter;
+* the right to call ``put`` on any connection's outbox.
+
+All four are guarded by ``self.lock``, and every public method is one critical
+section that starts with ``with self.lock:``. The sections, by name:
+
+``admit``      take a slot for a new connection, or refuse it (``ERR full``);
+``reply``      put a line to one connection (HELLO, ERR, BYE, USERS);
+``join``       check the name is free, register it, send ``OK``, broadcast JOIN;
+``say``        broadcast MSG lines;
+``who``        answer ``/who`` from the registry;
+``leave``      unregister, broadcast LEAVE (quit, disconnected or slow);
+``release``    free the slot of a closed connection;
+``shutdown``   BYE to every connection, then no more broadcasts.
+
+The one fact that gives the protocol its guarantees: a broadcast takes its seq
+and puts its line into the outbox of every member **in the same critical
+section**. The registry cannot change in between, so each member receives every
+broadcast from its own JOIN until it leaves (consecutive seqs), and since outboxes
+are FIFO and filled in seq order, every member sees the same events in the same
+order, which also keeps each sender's messages in the order it sent them.
+
+Nothing under the lock blocks, except in the ``direct`` delivery design, which
+sends under the lock on purpose (see :mod:`chat.delivery`). Readers that wait for
+a congested recipient (backpressure) wait *outside* the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from chat import protocol
+from chat.delivery import Outbox
+from chat.protocol import ErrorCode, LeaveReason
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TEXT = "server shutting down"
+
+
+class Connection:
+    """One client connection as the room sees it: its outbox and, once joined, its name."""
+
+    __slots__ = ("outbox", "name", "peer", "is_member")
+
+    def __init__(self, outbox: Outbox, peer: str = "") -> None:
+        self.outbox = outbox
+        self.peer = peer
+        self.name: str | None = None
+        self.is_member = False
+
+    def __repr__(self) -> str:
+        return f"Connection({self.name or self.peer!r})"
+
+
+@dataclass
+class RoomStats:
+    """Counters updated inside the room's critical sections (read without the lock)."""
+
+    broadcasts: int = 0
+    deliveries: int = 0
+    joins: int = 0
+    leaves: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in LeaveReason})
+    refused_full: int = 0
+
+
+class Room:
+    """Members, names, the global seq and the outboxes, behind one lock."""
+
+    def __init__(
+        self,
+        *,
+        max_clients: int,
+        max_backlog: int,
+        lock: threading.Lock | None = None,
+        on_slow: Callable[[Connection], None] | None = None,
+    ) -> None:
+        self.lock = lock if lock is not None else threading.Lock()
+        self.max_clients = max_clients
+        self.max_backlog = max_backlog
+        #: Readers wait (outside the lock) while a recipient holds more lines
+        #: than this; see :meth:`chat.delivery.Outbox.wait_below`.
+        self.high_water = max(1, max_backlog // 4)
+        self.connections: set[Connection] = set()
+        self.members: dict[str, Connection] = {}
+        self.seq = 0
+        self.is_closing = False
+        self.stats = RoomStats()
+        self._on_slow = on_slow
+
+    # -- slots ------------------------------------------------------------------
+    def admit(self, conn: Connection) -> bool:
+        """Critical section ``admit``: take a slot, or refuse when the room is full."""
+        with self.lock:
+            if self.is_closing or len(self.connections) >= self.max_clients:
+                self.stats.refused_full += 1
+                return False
+            self.connections.add(conn)
+            return True
+
+    def release(self, conn: Connection) -> None:
+        """Critical section ``release``: free the slot of a closed connection."""
+        with self.lock:
+            self.connections.discard(conn)
+
+    # -- replies ----------------------------------------------------------------
+    def reply(self, conn: Connection, line: bytes, *, last: bool = False) -> None:
+        """Critical section ``reply``: one line to one connection, in order with broadcasts.
+
+        ``last`` finishes the outbox after the line (``BYE``, ``ERR timeout``).
+        """
+        with self.lock:
+            conn.outbox.put(line)
+            if last:
+                conn.outbox.finish()
+
+    # -- membership ---------------------------------------------------------------
+    def join(self, conn: Connection, name: str) -> ErrorCode | None:
+        """Critical section ``join``: register ``name`` for ``conn`` and announce it.
+
+        Returns ``None`` on success, else the refusal's code. ``name`` must
+        already be valid (:func:`chat.protocol.check_name`).
+        """
+        key = protocol.name_key(name)
+        with self.lock:
+            if self.is_closing:
+                return ErrorCode.TIMEOUT
+            if key in self.members:
+                return ErrorCode.NAME_TAKEN
+            self.members[key] = conn
+            conn.name = name
+            conn.is_member = True
+            self.stats.joins += 1
+            conn.outbox.put(protocol.format_event(protocol.Ok(name)))
+            self._broadcast(protocol.format_event(protocol.Join(self._next_seq(), name)))
+            return None
+
+    def say(self, conn: Connection, texts: Iterable[str]) -> Outbox | None:
+        """Critical section ``say``: broadcast each text as ``MSG`` from ``conn``.
+
+        Returns the most backlogged recipient's outbox when it is past the
+        high-water mark, so that the caller can wait for it outside the lock.
+        """
+        name = conn.name
+        assert name is not None
+        worst: Outbox | None = None
+        with self.lock:
+            if not conn.is_member or self.is_closing:
+                return None
+            for text in texts:
+                congested = self._broadcast(protocol.format_msg(self._next_seq(), name, text))
+                if congested is not None:
+                    worst = congested
+        return worst
+
+    def who(self, conn: Connection) -> None:
+        """Critical section ``who``: answer ``/who`` with the sorted member names."""
+        with self.lock:
+            names = protocol.sort_names([c.name for c in self.members.values() if c.name])
+            conn.outbox.put(protocol.format_event(protocol.Users(names)))
+
+    def leave(self, conn: Connection, reason: LeaveReason) -> bool:
+        """Critical section ``leave``: unregister ``conn`` and announce why.
+
+        Idempotent: a connection that already left (or never joined) is not
+        announced again, so a drop racing a ``/quit`` gives one LEAVE. With
+        ``quit`` the leaver gets ``BYE`` first and its outbox is finished.
+        """
+        with self.lock:
+            return self._leave_locked(conn, reason)
+
+    # -- shutdown ---------------------------------------------------------------
+    def shutdown(self, lock_timeout: float) -> list[Connection]:
+        """Critical section ``shutdown``: BYE to every connection; no broadcasts after.
+
+        Returns every open connection. When the lock cannot be had within
+        ``lock_timeout`` (only possible in the ``direct`` design, whose sender
+        may be blocked under it), BYE is sent without it, best effort.
+        """
+        bye = protocol.format_event(protocol.Bye(SHUTDOWN_TEXT))
+        locked = self.lock.acquire(timeout=lock_timeout)
+        try:
+            self.is_closing = True
+            conns = list(self.connections)
+            for conn in conns:
+                send_nowait = getattr(conn.outbox, "send_nowait", None)
+                if send_nowait is not None:  # direct design: never block here
+                    send_nowait(bye)
+                    conn.outbox.finish()
+                elif locked:
+                    conn.outbox.put(bye)
+                    conn.outbox.finish()
+            return conns
+        finally:
+            if locked:
+                self.lock.release()
+
+    # -- helpers: called with the lock held --------------------------------------
+    def _next_seq(self) -> int:
+        """Called with the lock held."""
+        self.seq += 1
+        return self.seq
+
+    def _broadcast(self, line: bytes) -> Outbox | None:
+        """Put ``line`` to every member. Called with the lock held.
+
+        Members whose backlog overflows are dropped as slow, each announced by
+        a broadcast of its own. Returns the most backlogged outbox past the
+        high-water mark, if any.
+        """
+        limit = self.max_backlog
+        high = self.high_water
+        worst: Outbox | None = None
+        worst_n = high
+        overflowed: list[Connection] | None = None
+        members = self.members.values()
+        for conn in members:
+            n = conn.outbox.put(line)
+            if n > worst_n:
+                if n > limit:
+                    if overflowed is None:
+                        overflowed = []
+                    overflowed.append(conn)
+                else:
+                    worst, worst_n = conn.outbox, n
+        self.stats.broadcasts += 1
+        self.stats.deliveries += len(members)
+        if overflowed:
+            for conn in overflowed:
+                self._leave_locked(conn, LeaveReason.SLOW)
+        return worst
+
+    def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:
+        """Unregister and announce. Called with the lock held."""
+        if not conn.is_member or self.is_closing:
+            return False
+        assert conn.name is not None
+        del self.members[protocol.name_key(conn.name)]
+        conn.is_member = False
+        self.stats.leaves[reason.value] += 1
+        if reason is LeaveReason.QUIT:
+            conn.outbox.put(protocol.format_event(protocol.Bye("goodbye")))
+            conn.outbox.finish()
+        else:
+            # Dropped or gone: nothing more is worth sending to it.
+            conn.outbox.abort()
+            if reason is LeaveReason.SLOW:
+                log.info("dropping slow member %s", conn.name)
+                if self._on_slow is not None:
+                    self._on_slow(conn)
+        self._broadcast(protocol.format_event(protocol.Leave(self._next_seq(), conn.name, reason.value)))
+        return True

@@ -1,0 +1,140 @@
+"""What one client saw and did: the data the recorder writes and the checker judges.
+
+Pure data, no sockets, no threads, no clock. A bot *records* (appends events as
+they happen, with times from ``time.time()`` so that several processes agree);
+it never judges. The checker (:mod:`harness.checker`) takes a list of
+:class:`ClientHistory` and returns violations.
+
+Times are wall-clock seconds (``time.time()``), because bots may run in several
+processes and their records are merged. Lines are kept raw (the text of the
+line, terminator removed) so that a server's exact output is what gets judged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+# -- what a bot puts in the text of each message ----------------------------------
+
+#: ``b=<bot> n=<counter> t=<due time>`` then optional padding. The bot id and
+#: counter make loss and per-sender order judgeable without trusting the
+#: server's seq; the due time (when the open-loop schedule said the message was
+#: to be sent) makes latency honest under coordinated omission.
+_PAYLOAD_RE = re.compile(r"^b=(\S+) n=(\d+) t=(\d+\.\d+)(?: .*)?$")
+
+
+@dataclass(frozen=True)
+class Payload:
+    bot: str
+    n: int
+    due: float
+
+
+def encode_payload(bot: str, n: int, due: float, pad: int = 0) -> str:
+    text = f"b={bot} n={n} t={due:.6f}"
+    if pad > 0:
+        text += " " + "x" * pad
+    return text
+
+
+def decode_payload(text: str) -> Payload | None:
+    m = _PAYLOAD_RE.match(text)
+    if m is None:
+        return None
+    return Payload(m.group(1), int(m.group(2)), float(m.group(3)))
+
+
+# -- events of one client -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The TCP connection was opened (``t``) after being asked for at ``asked``."""
+
+    t: float
+    asked: float
+    kind: Literal["connected"] = "connected"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A line the client wrote. ``due`` is the schedule's time for a chat message."""
+
+    t: float
+    line: str
+    due: float | None = None
+    kind: Literal["sent"] = "sent"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A line the client read, terminator removed."""
+
+    t: float
+    line: str
+    kind: Literal["received"] = "received"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The client ended its connection: ``how`` is ``quit`` (it sent /quit and
+    saw BYE or EOF), ``drop`` (it closed abruptly, on purpose), ``eof`` (the
+    server closed it), ``error`` (a socket error), ``timeout`` (it gave up
+    waiting for the server: a liveness failure) or ``stopped`` (the run ended)."""
+
+    t: float
+    how: str
+    detail: str = ""
+    kind: Literal["closed"] = "closed"
+
+
+Event = Connected | Sent | Received | Closed
+
+
+@dataclass
+class ClientHistory:
+    """Everything one connection did, in the order it happened.
+
+    ``client`` is unique per connection in a run (a bot that reconnects gets a
+    new client id per connection, e.g. ``b7.2``); ``bot`` is the bot's id as
+    carried in its payloads. ``role`` says what the scenario had it do
+    (``chat``, ``churn``, ``racer``, ``slow``, ``burst``, ...), so that checks
+    can treat a slow reader being dropped as expected.
+    """
+
+    client: str
+    bot: str
+    role: str = "chat"
+    events: list[Event] = field(default_factory=list)
+
+
+def event_to_dict(client: str, event: Event) -> dict[str, object]:
+    d: dict[str, object] = {"c": client, "k": event.kind, "t": event.t}
+    if isinstance(event, (Sent, Received)):
+        d["line"] = event.line
+    if isinstance(event, Sent) and event.due is not None:
+        d["due"] = event.due
+    if isinstance(event, Connected):
+        d["asked"] = event.asked
+    if isinstance(event, Closed):
+        d["how"] = event.how
+        if event.detail:
+            d["detail"] = event.detail
+    return d
+
+
+def event_from_dict(d: dict[str, object]) -> Event:
+    kind = d["k"]
+    t = float(d["t"])  # type: ignore[arg-type]
+    if kind == "received":
+        return Received(t, str(d["line"]))
+    if kind == "sent":
+        due = d.get("due")
+        return Sent(t, str(d["line"]), float(due) if due is not None else None)  # type: ignore[arg-type]
+    if kind == "connected":
+        return Connected(t, float(d.get("asked", t)))  # type: ignore[arg-type]
+    if kind == "closed":
+        return Closed(t, str(d["how"]), str(d.get("detail", "")))
+    raise ValueError(f"unknown event kind {kind!r}")
