@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from chat import protocol
 from chat.delivery import Outbox
+from chat.lockstat import SupportsLock
 from chat.protocol import ErrorCode, LeaveReason
 
 log = logging.getLogger(__name__)
@@ -85,10 +86,12 @@ class Room:
         *,
         max_clients: int,
         max_backlog: int,
-        lock: threading.Lock | None = None,
+        lock: SupportsLock | None = None,
         on_slow: Callable[[Connection], None] | None = None,
     ) -> None:
-        self.lock = lock if lock is not None else threading.Lock()
+        # Any lock with threading.Lock's interface: chat.lockstat.InstrumentedLock
+        # (--metrics-port) counts and times each critical section below by name.
+        self.lock: SupportsLock = lock if lock is not None else threading.Lock()
         self.max_clients = max_clients
         self.max_backlog = max_backlog
         #: Readers wait (outside the lock) while a recipient holds more lines

@@ -26,6 +26,7 @@ socket is shut (waking blocked readers and writers) and every thread is joined.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import select
 import selectors
@@ -40,6 +41,7 @@ from types import FrameType
 
 from chat import protocol
 from chat.delivery import Delivery, make_outbox, shutdown_socket
+from chat.lockstat import InstrumentedLock, SupportsLock
 from chat.protocol import (
     LINE_TOO_LONG,
     Blank,
@@ -222,9 +224,14 @@ class Session:
 class ChatServer:
     """Listens, accepts, and owns every thread and socket it starts."""
 
-    def __init__(self, config: ServerConfig, room: Room | None = None) -> None:
+    #: The reader of each connection; :mod:`chat.unsafe` swaps in buggy ones.
+    session_class: type[Session] = Session
+
+    def __init__(
+        self, config: ServerConfig, room: Room | None = None, *, lock: SupportsLock | None = None
+    ) -> None:
         self.config = config
-        self.room = room or Room(max_clients=config.max_clients, max_backlog=config.max_backlog)
+        self.room = room or Room(max_clients=config.max_clients, max_backlog=config.max_backlog, lock=lock)
         self._listener: socket.socket | None = None
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -299,7 +306,7 @@ class ChatServer:
         if self.config.sndbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
         peer = f"{addr[0]}:{addr[1]}"
-        session = Session(self, sock, peer)
+        session = self.session_class(self, sock, peer)
         if not self.room.admit(session.conn):
             try:
                 sock.send(protocol.format_err(ErrorCode.FULL, FULL_TEXT), socket.MSG_DONTWAIT)
@@ -381,6 +388,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _window(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be 0 to 1 seconds: {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chat.server",
@@ -429,6 +446,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="SO_SNDBUF for every accepted socket, in bytes (default: the OS's)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="serve Prometheus metrics (lock contention per critical section, deliveries, backlog) "
+        "at http://HOST:PORT/metrics; 0 picks a free port, announced on stderr as "
+        "'metrics on URL' (default: off, and the room's lock is a plain threading.Lock)",
+    )
+    parser.add_argument(
+        "--unsafe",
+        metavar="BUG",
+        default=None,
+        help="TEACHING ONLY: inject one classic concurrency bug (see docs/bugs.md; "
+        "an unknown name lists them)",
+    )
+    parser.add_argument(
+        "--race-window",
+        metavar="SECONDS",
+        type=_window,
+        default=None,
+        help="with --unsafe: pause this long at the bug's racy point, so that it shows in seconds "
+        "(default: per bug; 0 for none)",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -456,7 +496,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    server = ChatServer(config_from_args(args))
+    if args.race_window is not None and args.unsafe is None:
+        print("chat.server: --race-window only applies with --unsafe BUG", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
+    # Lock metrics cost a little on every critical section: only when asked for.
+    lock = InstrumentedLock("registry") if args.metrics_port is not None else None
+    server: ChatServer
+    if args.unsafe is not None:
+        from chat import unsafe  # teaching code, loaded only when asked for
+
+        try:
+            server = unsafe.build_server(config, args.unsafe, race_window=args.race_window, lock=lock)
+        except unsafe.UnknownBug as exc:
+            print(f"chat.server: {exc}", file=sys.stderr)
+            return 2
+        print(unsafe.banner(server), file=sys.stderr, flush=True)
+    else:
+        server = ChatServer(config, lock=lock)
     try:
         host, port = server.bind()
     except OSError as exc:
@@ -464,14 +521,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"chat.server: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
         )
         return 2
+    metrics = None
+    if args.metrics_port is not None:
+        from chat.metrics import serve_metrics
+
+        try:
+            metrics = serve_metrics(server.room, args.host, args.metrics_port, unsafe=args.unsafe)
+        except OSError as exc:
+            print(
+                f"chat.server: cannot serve metrics on {args.host}:{args.metrics_port}: "
+                f"{exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return 2
+        # Before the ready line: whoever has read `listening on` can read this.
+        print(f"metrics on {metrics.url}", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         server.shutdown()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 PID` prints every thread's stack: where is a hung server stuck?
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     print(f"listening on {host}:{port}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
 
 
