@@ -46,13 +46,22 @@ log = logging.getLogger(__name__)
 #: bound on shutdown paths that lose their wake-up; normal wakes are events.
 IDLE_WAIT = 1.0
 
-#: A reader that finds a recipient past the high-water mark waits for it in
-#: slices of this length; a slice in which the recipient's writer sent nothing
-#: marks it stalled, and nobody waits for a stalled recipient again until it
-#: makes progress (it then overflows and is dropped as slow).
+#: A reader waiting for a congested recipient re-checks it this often; its
+#: writer's progress normally wakes the reader sooner.
 STALL_SLICE = 0.05
 
-#: The longest one reader waits for one congested recipient.
+#: A recipient past the high-water mark whose writer moves no byte into its
+#: socket for this long is *stalled*: nobody waits for it again until it makes
+#: progress, so it overflows and is dropped as slow. Long enough that a healthy
+#: writer starved of the GIL by busy readers (or a client process briefly
+#: descheduled) is never mistaken for a dead one; that mistake would drop a
+#: member that keeps reading.
+STALL_TIMEOUT = 0.5
+
+#: The longest one reader's batch of lines waits for congested recipients in
+#: total; a recipient still congested then is marked stalled, and the lines go
+#: out regardless (a recipient that still cannot take them overflows and is
+#: dropped as slow).
 MAX_BACKPRESSURE_WAIT = 2.0
 
 
@@ -81,9 +90,9 @@ class Outbox:
         self.is_finishing = False
         self.is_aborted = False
         self.is_broken = False  # a send failed: the peer is gone
-        self.sends = 0  # completed send calls: the writer's progress counter
-        self.bytes_sent = 0
-        self.is_stalled = False  # no progress during a backpressure slice
+        self.sends = 0  # completed batches (send calls, in the direct design)
+        self.bytes_sent = 0  # the writer's progress counter, as seen by wait_below
+        self.is_stalled = False  # congested and no progress for STALL_TIMEOUT
         self._progress = threading.Condition()  # guards nothing but the wait below
         self._waiters = 0
         self.thread: threading.Thread | None = None
@@ -133,9 +142,17 @@ class Outbox:
         raise NotImplementedError
 
     def _send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        # send() rather than sendall(): every chunk the kernel takes is
+        # progress that a waiting reader can see, so a large batch going out
+        # to a slow but live peer is never mistaken for a stall.
+        view = memoryview(data)
+        while view:
+            n = self.sock.send(view)
+            self.bytes_sent += n
+            view = view[n:]
+            if view:
+                self._note_progress()
         self.sends += 1
-        self.bytes_sent += len(data)
         self._note_progress()
 
     def _note_progress(self) -> None:
@@ -148,21 +165,31 @@ class Outbox:
     def wait_below(self, high_water: int, deadline: float) -> None:
         """Wait while this outbox holds more than ``high_water`` lines.
 
-        Returns when it drains below the mark, when the writer makes no
-        progress for a whole slice (it is then marked stalled and will be
-        dropped as slow when it overflows), when it stops, or at ``deadline``.
+        Returns when it drains to the mark or stops; or, marking it stalled
+        (nobody waits for it again until its writer makes progress, so it will
+        be dropped as slow when it overflows), at ``deadline`` or when its
+        writer moves no byte for :data:`STALL_TIMEOUT`.
         """
-        if self.is_stalled:
-            return
         with self._progress:
             self._waiters += 1
             try:
-                while self.backlog() > high_water and not self.is_finishing and time.monotonic() < deadline:
-                    before = self.sends
-                    self._progress.wait(STALL_SLICE)
-                    if self.sends == before and self.backlog() > high_water:
+                progress = self.bytes_sent
+                since = time.monotonic()
+                while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
+                    now = time.monotonic()
+                    if now >= deadline:
+                        # It kept a reader waiting for the longest pause allowed:
+                        # treat it as stalled until its writer makes progress.
                         self.is_stalled = True
+                        log.info("%s stalled: still congested at the deadline", self.label)
                         return
+                    if self.bytes_sent != progress:
+                        progress, since = self.bytes_sent, now
+                    elif now - since >= STALL_TIMEOUT:
+                        self.is_stalled = True
+                        log.info("%s stalled: no progress for %.1f s", self.label, STALL_TIMEOUT)
+                        return
+                    self._progress.wait(min(STALL_SLICE, deadline - now))
             finally:
                 self._waiters -= 1
 

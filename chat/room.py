@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chat import protocol
@@ -97,22 +97,38 @@ class Room:
         #: Readers wait (outside the lock) while a recipient holds more lines
         #: than this; see :meth:`chat.delivery.Outbox.wait_below`.
         self.high_water = max(1, max_backlog // 4)
+        #: ... and, once waiting, until it is back to this: one wake-up per
+        #: half a high-water mark of lines, not one per line.
+        self.low_water = self.high_water // 2
         self.connections: set[Connection] = set()
         self.members: dict[str, Connection] = {}
         self.seq = 0
         self.is_closing = False
         self.stats = RoomStats()
         self._on_slow = on_slow
+        #: The last recipient seen past the high-water mark, so that ``say``
+        #: pauses *before* adding to it (guarded by the lock).
+        self._congested: Outbox | None = None
 
     # -- slots ------------------------------------------------------------------
-    def admit(self, conn: Connection) -> bool:
-        """Critical section ``admit``: take a slot, or refuse when the room is full."""
-        with self.lock:
+    def admit(self, conn: Connection, *, lock_timeout: float = -1) -> bool:
+        """Critical section ``admit``: take a slot, or refuse when the room is full.
+
+        Raises :class:`TimeoutError` when the lock cannot be had within
+        ``lock_timeout`` seconds (only possible in the ``direct`` design, whose
+        sender may be blocked under it): the accepting thread must stay free
+        to notice a shutdown.
+        """
+        if not self.lock.acquire(timeout=lock_timeout):
+            raise TimeoutError("the room's lock is held by a blocked sender")
+        try:
             if self.is_closing or len(self.connections) >= self.max_clients:
                 self.stats.refused_full += 1
                 return False
             self.connections.add(conn)
             return True
+        finally:
+            self.lock.release()
 
     def release(self, conn: Connection) -> None:
         """Critical section ``release``: free the slot of a closed connection."""
@@ -126,9 +142,11 @@ class Room:
         ``last`` finishes the outbox after the line (``BYE``, ``ERR timeout``).
         """
         with self.lock:
-            conn.outbox.put(line)
+            n = conn.outbox.put(line)
             if last:
                 conn.outbox.finish()
+            elif n > self.max_backlog:
+                self._overflow_locked(conn)
 
     # -- membership ---------------------------------------------------------------
     def join(self, conn: Connection, name: str) -> ErrorCode | None:
@@ -151,29 +169,50 @@ class Room:
             self._broadcast(protocol.format_event(protocol.Join(self._next_seq(), name)))
             return None
 
-    def say(self, conn: Connection, texts: Iterable[str]) -> Outbox | None:
-        """Critical section ``say``: broadcast each text as ``MSG`` from ``conn``.
+    def say(
+        self, conn: Connection, texts: Sequence[str], *, may_pause: bool = True
+    ) -> tuple[int, Outbox | None]:
+        """Critical section ``say``: broadcast texts as ``MSG`` from ``conn``, in order.
 
-        Returns the most backlogged recipient's outbox when it is past the
-        high-water mark, so that the caller can wait for it outside the lock.
+        Returns how many of ``texts`` it broadcast, and the outbox of a
+        recipient past the high-water mark, if any, so that the caller can
+        wait for it *outside the lock*. With ``may_pause`` it stops as soon as
+        one is (before the first text, too, if one still is from an earlier
+        broadcast); the caller waits, then calls again with the rest. However
+        many readers broadcast at once, a live recipient's backlog thus stays
+        near the mark instead of reaching the slow limit. Stalled recipients
+        are not paused for. Texts from a connection that is no longer a member
+        are dropped (counted as done).
         """
         name = conn.name
         assert name is not None
-        worst: Outbox | None = None
         with self.lock:
             if not conn.is_member or self.is_closing:
-                return None
+                return len(texts), None
+            if may_pause:
+                congested = self._congested
+                if congested is not None:
+                    if (
+                        congested.backlog() > self.high_water
+                        and not congested.is_stalled
+                        and not congested.is_finishing
+                    ):
+                        return 0, congested
+                    self._congested = None
+            done = 0
             for text in texts:
                 congested = self._broadcast(protocol.format_msg(self._next_seq(), name, text))
-                if congested is not None:
-                    worst = congested
-        return worst
+                done += 1
+                if congested is not None and may_pause:
+                    return done, congested
+            return done, None
 
     def who(self, conn: Connection) -> None:
         """Critical section ``who``: answer ``/who`` with the sorted member names."""
         with self.lock:
             names = protocol.sort_names([c.name for c in self.members.values() if c.name])
-            conn.outbox.put(protocol.format_event(protocol.Users(names)))
+            if conn.outbox.put(protocol.format_event(protocol.Users(names))) > self.max_backlog:
+                self._overflow_locked(conn)
 
     def leave(self, conn: Connection, reason: LeaveReason) -> bool:
         """Critical section ``leave``: unregister ``conn`` and announce why.
@@ -237,14 +276,30 @@ class Room:
                     if overflowed is None:
                         overflowed = []
                     overflowed.append(conn)
-                else:
+                elif not conn.outbox.is_stalled:  # nobody waits for a stalled one
                     worst, worst_n = conn.outbox, n
         self.stats.broadcasts += 1
         self.stats.deliveries += len(members)
+        if worst is not None:
+            self._congested = worst
         if overflowed:
             for conn in overflowed:
                 self._leave_locked(conn, LeaveReason.SLOW)
         return worst
+
+    def _overflow_locked(self, conn: Connection) -> None:
+        """A connection's own replies overflowed its backlog. Called with the lock held.
+
+        Replies count towards the backlog like broadcasts, so a client that
+        sends commands and never reads the answers cannot grow the server's
+        memory without bound: a member is dropped as slow, a connection still
+        in its handshake is just closed.
+        """
+        if conn.is_member:
+            self._leave_locked(conn, LeaveReason.SLOW)
+        elif not conn.outbox.is_finishing:
+            log.info("closing %s: it does not read its replies", conn.peer)
+            conn.outbox.abort()
 
     def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:
         """Unregister and announce. Called with the lock held."""

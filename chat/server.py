@@ -38,9 +38,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import NoReturn
 
 from chat import protocol
-from chat.delivery import Delivery, make_outbox, shutdown_socket
+from chat.delivery import MAX_BACKPRESSURE_WAIT, Delivery, make_outbox, shutdown_socket
 from chat.lockstat import InstrumentedLock, SupportsLock
 from chat.protocol import (
     LINE_TOO_LONG,
@@ -54,7 +55,7 @@ from chat.protocol import (
     UnknownCommand,
     Who,
 )
-from chat.room import Connection, Room
+from chat.room import SHUTDOWN_TEXT, Connection, Room
 
 log = logging.getLogger("chat.server")
 
@@ -72,6 +73,10 @@ RECV_SIZE = 65536
 #: shutdown stays under the 2 s the contract allows.
 SHUTDOWN_FLUSH = 0.6
 SHUTDOWN_JOIN = 0.5
+#: The accepting thread waits at most this long for the room's lock at a
+#: time, so that it notices a shutdown even when a direct-design send blocks
+#: the room.
+ADMIT_LOCK_WAIT = 0.1
 HELLO_TEXT = "welcome; send your username (1-20 letters, digits, _ or -)"
 FULL_TEXT = "the server is full, try again later"
 
@@ -197,14 +202,23 @@ class Session:
         return True
 
     def _flush(self, pending: list[str]) -> None:
+        """Broadcast pending chat lines, pausing while a recipient is congested.
+
+        Backpressure, outside the lock: a healthy but busy recipient (its
+        writer starved of the GIL by readers like this one) catches up instead
+        of letting its backlog reach the slow limit. The pause is bounded:
+        after MAX_BACKPRESSURE_WAIT the rest goes out regardless, and a
+        recipient still congested then is marked stalled (not waited for again
+        until its writer makes progress; it overflows and is dropped as slow).
+        """
         if not pending:
             return
-        congested = self.room.say(self.conn, pending)
-        pending.clear()
-        if congested is not None:
-            # Backpressure, outside the lock: let a healthy but busy recipient
-            # catch up instead of letting its backlog reach the slow limit.
-            congested.wait_below(self.room.high_water, time.monotonic() + 2.0)
+        deadline = time.monotonic() + MAX_BACKPRESSURE_WAIT
+        while pending:
+            done, congested = self.room.say(self.conn, pending, may_pause=time.monotonic() < deadline)
+            del pending[:done]
+            if congested is not None:
+                congested.wait_below(self.room.low_water, deadline)
 
     def _err(self, code: ErrorCode, text: str) -> None:
         self.room.reply(self.conn, protocol.format_err(code, text))
@@ -307,7 +321,22 @@ class ChatServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
         peer = f"{addr[0]}:{addr[1]}"
         session = self.session_class(self, sock, peer)
-        if not self.room.admit(session.conn):
+        while True:
+            try:
+                admitted = self.room.admit(session.conn, lock_timeout=ADMIT_LOCK_WAIT)
+                break
+            except TimeoutError:
+                # direct design, a send blocked under the lock: keep waiting,
+                # unless a shutdown was asked for meanwhile (it unblocks the room).
+                if self._stop.is_set():
+                    try:
+                        sock.send(protocol.format_event(protocol.Bye(SHUTDOWN_TEXT)), socket.MSG_DONTWAIT)
+                    except OSError as exc:
+                        log.debug("%s: could not send BYE: %s", peer, exc)
+                    shutdown_socket(sock)
+                    sock.close()
+                    return
+        if not admitted:
             try:
                 sock.send(protocol.format_err(ErrorCode.FULL, FULL_TEXT), socket.MSG_DONTWAIT)
             except OSError as exc:
@@ -398,8 +427,15 @@ def _window(text: str) -> float:
     return value
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="python -m chat.server",
         description="Multi-threaded chat server: one thread per client, one lock around the room.",
     )
