@@ -305,6 +305,8 @@ class ChatServer:
     def _accept_ready(self) -> None:
         assert self._listener is not None
         for _ in range(64):  # bounded: let the stop flag be seen under a flood
+            if self._stop.is_set():
+                return  # connections not yet accepted are reset when the listener closes
             try:
                 sock, addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
