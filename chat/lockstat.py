@@ -34,6 +34,7 @@ in progress, which a monitoring figure can afford.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -229,13 +230,12 @@ class _Histogram:
 class _Site:
     """One critical section's counters. Updated only with the instrumented lock held."""
 
-    __slots__ = ("name", "acquisitions", "contended", "failures", "wait", "hold", "blocked_by")
+    __slots__ = ("name", "acquisitions", "contended", "wait", "hold", "blocked_by")
 
     def __init__(self, name: str, bounds: tuple[float, ...]) -> None:
         self.name = name
         self.acquisitions = 0
         self.contended = 0
-        self.failures = 0
         self.wait = _Histogram(bounds)
         self.hold = _Histogram(bounds)
         self.blocked_by: dict[str, int] = {}
@@ -245,7 +245,7 @@ class _Site:
             site=self.name,
             acquisitions=self.acquisitions,
             contended=self.contended,
-            failures=self.failures,
+            failures=0,  # kept apart: see InstrumentedLock._count_failure
             wait=self.wait.snapshot(),
             hold=self.hold.snapshot(),
             blocked_by=dict(self.blocked_by),
@@ -269,6 +269,9 @@ class InstrumentedLock:
         self._holder: _Site | None = None
         self._held_since = 0.0
         self._owner = 0  # thread ident of the holder
+        # Failed acquisitions per site name: guarded by _failures_lock (they do not hold self._lock).
+        self._failures: dict[str, int] = {}
+        self._failures_lock = threading.Lock()
 
     # -- threading.Lock's interface ---------------------------------------------
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -314,7 +317,13 @@ class InstrumentedLock:
     # -- figures ------------------------------------------------------------------
     def statistics(self) -> LockStatistics:
         """A snapshot, read without taking the lock (see the module docstring)."""
-        sites = tuple(s.snapshot() for s in sorted(list(self._by_name.values()), key=lambda s: s.name))
+        with self._failures_lock:
+            failures = dict(self._failures)
+        by_name = {s.name: s.snapshot() for s in list(self._by_name.values())}
+        for site_name, n in failures.items():
+            site = by_name.get(site_name) or _Site(site_name, self._buckets).snapshot()
+            by_name[site_name] = dataclasses.replace(site, failures=n)
+        sites = tuple(by_name[k] for k in sorted(by_name))
         empty = HistogramSnapshot(self._buckets, (0,) * (len(self._buckets) + 1), 0.0)
         wait, hold = empty, empty
         for s in sites:
@@ -375,10 +384,10 @@ class InstrumentedLock:
         self._held_since = time.perf_counter()
 
     def _count_failure(self, site_name: str) -> None:
-        # A failed acquisition does not hold the lock, so take it briefly to
-        # count (a failure is rare: a non-blocking try or a timeout).
-        with self._lock:
-            self._named_site(site_name).failures += 1
+        # A failed acquisition does not hold the lock (and its thread may be
+        # the holder, trying again), so failures have a lock of their own.
+        with self._failures_lock:
+            self._failures[site_name] = self._failures.get(site_name, 0) + 1
 
     def _code_site(self, code: CodeType) -> _Site:
         """Called with the lock held: the site of a code object seen for the first time."""
