@@ -12,7 +12,10 @@ line, terminator removed) so that a server's exact output is what gets judged.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -138,3 +141,46 @@ def event_from_dict(d: dict[str, object]) -> Event:
     if kind == "closed":
         return Closed(t, str(d["how"]), str(d.get("detail", "")))
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+# -- a run's events as dicts (the run record's events.jsonl lines) ---------------------
+
+
+def history_header(history: ClientHistory) -> dict[str, object]:
+    """The line that introduces a client in an event stream, before its events."""
+    return {"c": history.client, "k": "client", "bot": history.bot, "role": history.role}
+
+
+def histories_to_dicts(histories: Iterable[ClientHistory]) -> Iterator[dict[str, object]]:
+    """Each client's header, then its events, client after client."""
+    for history in histories:
+        yield history_header(history)
+        for event in history.events:
+            yield event_to_dict(history.client, event)
+
+
+def histories_from_dicts(items: Iterable[dict[str, object]]) -> list[ClientHistory]:
+    """The inverse of :func:`histories_to_dicts`; events may interleave across clients.
+
+    A client's events must follow its header line; clients keep the order of
+    their headers.
+    """
+    by_client: dict[str, ClientHistory] = {}
+    for d in items:
+        client = str(d["c"])
+        if d["k"] == "client":
+            if client not in by_client:
+                bot, role = str(d.get("bot", client)), str(d.get("role", "chat"))
+                by_client[client] = ClientHistory(client, bot, role)
+            continue
+        history = by_client.get(client)
+        if history is None:
+            raise ValueError(f"event of client {client!r} before its header line")
+        history.events.append(event_from_dict(d))
+    return list(by_client.values())
+
+
+def load_histories(path: str | os.PathLike[str]) -> list[ClientHistory]:
+    """Read an events.jsonl file (see docs/run-record.md) into histories."""
+    with open(path, encoding="utf-8") as f:
+        return histories_from_dicts(json.loads(line) for line in f if line.strip())

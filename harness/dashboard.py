@@ -1,0 +1,374 @@
+"""The swarm's screens: rich renderables built by pure functions over snapshots. No I/O here.
+
+Two moments, two inputs:
+
+* **live**: a :class:`LiveSnapshot` (what the bots have counted so far, and the
+  server's metrics when it has them) becomes the panel that ``rich.live.Live``
+  refreshes a few times a second (:class:`Dashboard`), or a plain
+  :func:`progress_line` when there is no terminal;
+* **final**: the run's summary document (the very dict that ``--json`` prints
+  and ``summary.json`` stores) becomes the summary tables (:func:`summary_view`),
+  so a recorded run can be shown again exactly as it was.
+
+Every builder here is a function of its arguments only, so tests render them
+into ``Console(file=io.StringIO(), width=100, color_system=None)`` and assert on
+the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from harness.metrics_scrape import MetricsView
+
+#: The checks, in the order the checker reports them (see harness.checker.CHECK_NAMES).
+CHECK_ORDER = ("seq", "agreement", "loss", "fifo", "membership", "names", "liveness")
+#: Checks the bots can count while the run goes on (cheap online counters); the
+#: rest are judged from the recorded histories at the end.
+LIVE_CHECKS = {
+    "seq": "seq steps other than +1 seen by members",
+    "fifo": "a sender's counter seen going back",
+    "liveness": "bounded waits that ran out",
+}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+@dataclass(frozen=True)
+class LatencyFigures:
+    """Latency from due to receipt, in milliseconds; None where there is no sample."""
+
+    count: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    name: str
+    #: Violations so far; None when the check is only judged at the end.
+    count: int | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What the live dashboard shows at one instant."""
+
+    scenario: str
+    target: str
+    #: ``connecting``, ``chatting``, ``draining``, ``quitting``, ``stopping``, ``checking``.
+    phase: str
+    #: Seconds into the chat phase (0 before it starts).
+    elapsed: float
+    duration: float
+    bots: int
+    connected: int
+    members: int
+    joins: int
+    refused: int
+    sent: int
+    delivered: int
+    #: Per-second rates, oldest first, for the sparklines.
+    sent_rates: tuple[float, ...]
+    delivered_rates: tuple[float, ...]
+    latency_recent: LatencyFigures
+    latency_run: LatencyFigures
+    checks: tuple[CheckRow, ...]
+    metrics: MetricsView | None = None
+    roles: str = ""
+
+
+# -- small pieces ------------------------------------------------------------------------
+
+
+def sparkline(values: Sequence[float], width: int = 30) -> str:
+    """The last ``width`` values as block characters, scaled to their maximum."""
+    vals = list(values)[-width:]
+    if not vals:
+        return ""
+    top = max(vals)
+    if top <= 0:
+        return SPARK[0] * len(vals)
+    return "".join(SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in vals)
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def fmt_count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _last(values: Sequence[float]) -> float:
+    return values[-1] if values else 0.0
+
+
+def _count_style(count: int | None) -> str:
+    if count is None:
+        return "dim"
+    return "bold green" if count == 0 else "bold red"
+
+
+# -- live ----------------------------------------------------------------------------------
+
+
+def header_text(snap: LiveSnapshot) -> Text:
+    clock = f"{min(snap.elapsed, snap.duration):.1f} s / {snap.duration:g} s"
+    text = Text()
+    text.append("swarm ", style="bold")
+    text.append(f"{snap.scenario}", style="bold cyan")
+    text.append(f"  target {snap.target}  ")
+    text.append(f"{snap.phase}", style="bold yellow")
+    text.append(f"  {clock}")
+    if snap.roles:
+        text.append(f"\n{snap.roles}", style="dim")
+    return text
+
+
+def stats_table(snap: LiveSnapshot) -> Table:
+    """Bots, traffic and its rates with sparklines."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column()
+    bots_style = "green" if snap.connected >= snap.bots else "yellow"
+    table.add_row(
+        "Bots",
+        Text(f"{snap.connected}/{snap.bots}", style=bots_style),
+        f"connected  ({snap.members} members, {snap.joins:,} joins, {snap.refused:,} refused full)",
+    )
+    table.add_row(
+        "Sent",
+        f"{snap.sent:,}",
+        f"{_last(snap.sent_rates):>9,.0f}/s  {sparkline(snap.sent_rates)}",
+    )
+    table.add_row(
+        "Delivered",
+        f"{snap.delivered:,}",
+        f"{_last(snap.delivered_rates):>9,.0f}/s  {sparkline(snap.delivered_rates)}",
+    )
+    return table
+
+
+def latency_table(rows: Sequence[tuple[str, LatencyFigures]], title: str | None = None) -> Table:
+    """Latency percentiles, one row per window."""
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column("Latency (due to receipt)", style="bold")
+    for col in ("samples", "p50", "p95", "p99", "max"):
+        table.add_column(col, justify="right")
+    for label, fig in rows:
+        table.add_row(
+            label, f"{fig.count:,}", fmt_ms(fig.p50), fmt_ms(fig.p95), fmt_ms(fig.p99), fmt_ms(fig.max)
+        )
+    return table
+
+
+def checks_table(rows: Sequence[CheckRow], *, final: bool = False) -> Table:
+    """A row per check with its violation count: green at zero, red otherwise."""
+    table = Table(box=None, pad_edge=False)
+    table.add_column("Check", style="bold")
+    table.add_column("Violations", justify="right")
+    table.add_column("" if final else "Counted", style="dim")
+    for row in rows:
+        count = Text("…" if row.count is None else f"{row.count:,}", style=_count_style(row.count))
+        table.add_row(row.name, count, row.note)
+    return table
+
+
+def lock_table(view: MetricsView) -> Table:
+    """Lock acquisitions, contention and wait/hold percentiles per lock and critical section."""
+    table = Table(box=None, pad_edge=False)
+    table.add_column("Lock / section", style="bold")
+    table.add_column("acquired", justify="right")
+    table.add_column("per s", justify="right")
+    table.add_column("contended", justify="right")
+    table.add_column("wait p50", justify="right")
+    table.add_column("wait p99", justify="right")
+    table.add_column("hold p50", justify="right")
+    table.add_column("hold p99", justify="right")
+    for lk in view.locks:
+        label = f"{lk.section}" if not lk.site else f"  {lk.site}"
+        contended = f"{lk.contended_share * 100:.1f} %"
+        table.add_row(
+            label,
+            fmt_count(lk.acquisitions),
+            fmt_count(lk.rate) if lk.rate else "-",
+            Text(contended, style="yellow" if lk.contended_share >= 0.1 else ""),
+            fmt_ms(lk.wait_p50_ms),
+            fmt_ms(lk.wait_p99_ms),
+            fmt_ms(lk.hold_p50_ms),
+            fmt_ms(lk.hold_p99_ms),
+        )
+    return table
+
+
+def server_line(view: MetricsView) -> Text:
+    g = view.gauges
+    parts = []
+    for key, label in (
+        ("chat_members", "members"),
+        ("chat_threads", "threads"),
+        ("chat_backlog_lines", "backlog lines"),
+        ("chat_slow_drops_total", "dropped slow"),
+    ):
+        if key in g:
+            parts.append(f"{label} {g[key]:,.0f}")
+    if view.deliveries_rate is not None:
+        parts.append(f"deliveries {view.deliveries_rate:,.0f}/s")
+    return Text("Server: " + ", ".join(parts) if parts else "Server: no figures", style="dim")
+
+
+def live_view(snap: LiveSnapshot) -> RenderableType:
+    """The whole live panel."""
+    parts: list[RenderableType] = [
+        stats_table(snap),
+        Text(""),
+        latency_table([("last 2 s", snap.latency_recent), ("whole run", snap.latency_run)]),
+        Text(""),
+        checks_table(snap.checks),
+    ]
+    if snap.metrics is not None:
+        parts += [Text(""), server_line(snap.metrics)]
+        if snap.metrics.locks:
+            parts.append(lock_table(snap.metrics))
+    return Panel(Group(*parts), title=header_text(snap), title_align="left", border_style="blue")
+
+
+class Dashboard:
+    """A renderable that pulls a fresh snapshot each time ``Live`` refreshes."""
+
+    def __init__(self, source: Callable[[], LiveSnapshot]) -> None:
+        self._source = source
+
+    def __rich__(self) -> RenderableType:
+        return live_view(self._source())
+
+
+def progress_line(snap: LiveSnapshot) -> str:
+    """The plain line printed every few seconds without a terminal or with --no-dashboard."""
+    lat = snap.latency_recent
+    live = ", ".join(f"{row.name} {row.count}" for row in snap.checks if row.count is not None)
+    line = (
+        f"[{min(snap.elapsed, snap.duration):5.1f}s/{snap.duration:g}s {snap.phase}] "
+        f"bots {snap.connected}/{snap.bots} | sent {snap.sent:,} ({_last(snap.sent_rates):,.0f}/s) | "
+        f"delivered {snap.delivered:,} ({_last(snap.delivered_rates):,.0f}/s) | "
+        f"p99 {fmt_ms(lat.p99)} | {live}"
+    )
+    if snap.metrics is not None:
+        registry = [lk for lk in snap.metrics.locks if not lk.site]
+        if registry:
+            lk = registry[0]
+            line += f" | lock contended {lk.contended_share * 100:.1f} %"
+    return line
+
+
+# -- final -----------------------------------------------------------------------------------
+
+
+def latency_from_dict(d: Mapping[str, Any] | None) -> LatencyFigures:
+    if not d:
+        return LatencyFigures()
+    return LatencyFigures(
+        count=int(d.get("count") or 0),
+        p50=d.get("p50_ms"),
+        p95=d.get("p95_ms"),
+        p99=d.get("p99_ms"),
+        max=d.get("max_ms"),
+    )
+
+
+def traffic_table(doc: Mapping[str, Any]) -> Table:
+    table = Table(title="Run", title_justify="left", box=None, pad_edge=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    table.add_column("")
+    rates = doc.get("rates") or {}
+    table.add_row("Scenario", str(doc.get("scenario", "")), str(doc.get("roles_line", "")))
+    table.add_row("Target", str(doc.get("target", "")), "own server" if doc.get("own_server") else "")
+    table.add_row("Bots", f"{doc.get('joined', 0):,} joined", f"of {doc.get('asked_clients', 0):,} asked")
+    table.add_row("Connections", f"{doc.get('clients', 0):,}", f"seq style: {doc.get('seq_style') or '-'}")
+    table.add_row(
+        "Messages sent",
+        f"{doc.get('messages_sent', 0):,}",
+        f"{rates.get('sent_per_s', 0):,.0f}/s over {doc.get('duration_s', 0):.1f} s",
+    )
+    table.add_row(
+        "Deliveries",
+        f"{doc.get('deliveries', 0):,}",
+        f"{rates.get('delivered_per_s', 0):,.0f}/s",
+    )
+    cpu = doc.get("cpu") or {}
+    if cpu.get("harness_s") is not None:
+        server = cpu.get("server_s")
+        server_part = f", server {server:.2f} s" if server is not None else ""
+        table.add_row("CPU", f"{cpu['harness_s']:.2f} s", f"harness{server_part}")
+    if doc.get("interrupted"):
+        table.add_row("Stopped", Text("interrupted", style="bold yellow"), "by Ctrl+C: judged on what ran")
+    return table
+
+
+def final_check_rows(doc: Mapping[str, Any]) -> list[CheckRow]:
+    counts = doc.get("checks") or {}
+    names = [n for n in CHECK_ORDER if n in counts] + [n for n in counts if n not in CHECK_ORDER]
+    return [CheckRow(name, int(counts[name])) for name in names]
+
+
+def summary_view(doc: Mapping[str, Any]) -> RenderableType:
+    """The end-of-run tables, from the summary document alone."""
+    parts: list[RenderableType] = [
+        traffic_table(doc),
+        Text(""),
+        latency_table([("all deliveries", latency_from_dict(doc.get("latency_ms")))]),
+        Text(""),
+        checks_table(final_check_rows(doc), final=True),
+    ]
+    metrics = doc.get("metrics")
+    if metrics and metrics.get("locks"):
+        from harness.metrics_scrape import view_from_dict
+
+        parts += [Text(""), lock_table(view_from_dict(metrics))]
+    return Group(*parts)
+
+
+def verdict_text(doc: Mapping[str, Any]) -> Text:
+    line = str(doc.get("summary", doc.get("verdict", "")))
+    verdict = str(doc.get("verdict", ""))
+    style = {"PASS": "bold green", "FAIL": "bold red"}.get(verdict, "bold yellow")
+    return Text(line, style=style)
+
+
+def witness_lines(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
+    """One line per violation (the first ``limit``): check, message, witness."""
+    out = []
+    violations = doc.get("violations") or []
+    for v in violations[:limit]:
+        witness = v.get("witness") or {}
+        wtxt = ", ".join(f"{k}={_short(val)}" for k, val in witness.items())
+        out.append(f"  [{v.get('check')}] {v.get('message')}" + (f"  ({wtxt})" if wtxt else ""))
+    total = sum(int(n) for n in (doc.get("checks") or {}).values())
+    if total > min(limit, len(violations)):
+        out.append(f"  ... {total - min(limit, len(violations)):,} more (see summary.json of the run record)")
+    return out
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,135 @@
+"""The run record: one folder per swarm run, written at the end and loadable later.
+
+Not the recorder of events (the bots record, :mod:`harness.bot`); this module
+only writes and reads the files. The format is documented in
+docs/run-record.md::
+
+    runs/20261125T213500Z-mixed/
+        events.jsonl   one JSON object per line: a client's header line
+                       {"c", "k": "client", "bot", "role"} then its events
+                       (harness.history.event_to_dict), client after client
+        summary.json   the run's summary: the very document ``--json`` prints
+        meta.json      command line, versions, settings, seed, server command,
+                       and the server metrics scraped during the run
+        server.log     the own server's stderr (only when the swarm started it)
+
+:func:`load_run` gives notebooks ``(histories, summary, meta)`` back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.history import ClientHistory, histories_to_dicts, load_histories
+
+EVENTS = "events.jsonl"
+SUMMARY = "summary.json"
+META = "meta.json"
+SERVER_LOG = "server.log"
+#: Version of the record layout, stored in meta.json; bumped on incompatible changes.
+FORMAT = 1
+
+
+def new_run_dir(root: str | os.PathLike[str], scenario: str, now: float | None = None) -> Path:
+    """Create and return ``root/<UTC time>-<scenario>/``, unique even within one second."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        path = base / (f"{stamp}-{scenario}" if i == 1 else f"{stamp}-{scenario}-{i}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free run folder name under {base} for {stamp}-{scenario}")
+
+
+def write_events(path: str | os.PathLike[str], histories: Iterable[ClientHistory]) -> int:
+    """Write histories as events.jsonl lines; returns the number of lines."""
+    n = 0
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    with open(path, "w", encoding="utf-8") as f:
+        buf: list[str] = []
+        for d in histories_to_dicts(histories):
+            buf.append(dumps(d))
+            n += 1
+            if len(buf) >= 4096:
+                f.write("\n".join(buf) + "\n")
+                buf.clear()
+        if buf:
+            f.write("\n".join(buf) + "\n")
+    return n
+
+
+def concat_events(dest: str | os.PathLike[str], parts: Sequence[str | os.PathLike[str]]) -> None:
+    """Join the events files that several worker processes wrote into one."""
+    with open(dest, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+
+
+def write_json(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+
+
+def versions() -> dict[str, str]:
+    """What produced a record, for comparisons across machines and releases."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("chat-harness", "rich", "prometheus_client"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def meta_document(
+    *,
+    settings: Mapping[str, Any],
+    server_command: Sequence[str] | None,
+    metrics_series: Sequence[Mapping[str, Any]] = (),
+    argv: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "command_line": list(argv if argv is not None else sys.argv),
+        "versions": versions(),
+        "settings": dict(settings),
+        "seed": settings.get("seed"),
+        "server_command": list(server_command) if server_command else None,
+        "metrics_series": list(metrics_series),
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+def load_run(path: str | os.PathLike[str]) -> tuple[list[ClientHistory], dict[str, Any], dict[str, Any]]:
+    """Load a run folder: ``(histories, summary, meta)``; missing JSON files load as ``{}``."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no run record at {folder}")
+    histories = load_histories(folder / EVENTS) if (folder / EVENTS).exists() else []
+    return histories, _read_json(folder / SUMMARY), _read_json(folder / META)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    return doc if isinstance(doc, dict) else {"value": doc}
