@@ -58,6 +58,10 @@ STALL_SLICE = 0.05
 #: member that keeps reading.
 STALL_TIMEOUT = 0.5
 
+#: A writer hands its socket at most this many bytes per send call, so that
+#: its progress shows while a large batch drains into a slow peer.
+SEND_SLICE = 65536
+
 #: The longest one reader's batch of lines waits for congested recipients in
 #: total; a recipient still congested then is marked stalled, and the lines go
 #: out regardless (a recipient that still cannot take them overflows and is
@@ -142,12 +146,13 @@ class Outbox:
         raise NotImplementedError
 
     def _send(self, data: bytes) -> None:
-        # send() rather than sendall(): every chunk the kernel takes is
+        # In slices rather than one sendall(): every slice the kernel takes is
         # progress that a waiting reader can see, so a large batch going out
-        # to a slow but live peer is never mistaken for a stall.
+        # to a slow but live peer is never mistaken for a stall. (A blocking
+        # send() of a large buffer returns only once all of it is queued.)
         view = memoryview(data)
         while view:
-            n = self.sock.send(view)
+            n = self.sock.send(view[:SEND_SLICE])
             self.bytes_sent += n
             view = view[n:]
             if view:
