@@ -30,6 +30,7 @@ a swarm that hangs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import queue
@@ -42,8 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from chat import protocol
-from chat.protocol import LINE_TOO_LONG, Bye, Err, ErrorCode, Hello, Join, LineBuffer, Ok, ServerEvent
-from harness.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Ok, ServerEvent
+from harness.history import ClientHistory, Closed, Connected, Event, Received, Sent, encode_payload
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,9 @@ class LatencyHistogram:
         for i, c in enumerate(self.counts):
             seen += c
             if seen >= rank:
-                upper = self.LOW_MS * self.RATIO**i
-                return min(upper, self.max_ms)
+                if i == self.BUCKETS - 1:
+                    return self.max_ms  # the overflow bucket has no upper edge
+                return min(self.LOW_MS * self.RATIO**i, self.max_ms)
         return self.max_ms
 
     def copy(self) -> LatencyHistogram:
@@ -210,11 +212,15 @@ class BotConnection(asyncio.Protocol):
     def __init__(self, hive: Hive, history: ClientHistory, *, pad: int = 0) -> None:
         self.hive = hive
         self.history = history
-        self.events = history.events
+        #: The connection's log while it runs: events, except that each batch
+        #: of received lines is kept as one ``(t, lines)`` tuple and becomes
+        #: ``Received`` events only in :meth:`materialize`, after the run, so
+        #: that the bots spend their CPU on reading while the server is loaded.
+        self.log: list[Event | tuple[float, list[str]]] = []
+        self._partial = b""
         self.counters = hive.counters
         self.pad = pad
         self.transport: asyncio.Transport | None = None
-        self.buffer = LineBuffer(BOT_MAX_LINE)
         #: The server's numbering style, from this connection's own JOIN.
         self.seqs: bool | None = None
         self.name: str | None = None
@@ -242,26 +248,59 @@ class BotConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         t = time.time()
-        items = self.buffer.feed(data)
-        if not items:
+        lines = self._frame(data)
+        if not lines:
             return
-        events = self.events
-        counters = self.counters
-        counters.lines += len(items)
-        for item in items:
-            if item is LINE_TOO_LONG:
-                line = f"<line longer than {BOT_MAX_LINE} bytes>"
-            else:
-                assert isinstance(item, bytes)
-                line = item.decode("utf-8", "replace")
-            events.append(Received(t, line))
-            if line.startswith("MSG "):
+        self.log.append((t, lines))
+        self.counters.lines += len(lines)
+        for line in lines:
+            first = line[:1]
+            if first == "M" and line.startswith("MSG "):
                 self._on_msg(t, line)
-            elif line.startswith(("JOIN ", "LEAVE ")):
+            elif (first == "J" and line.startswith("JOIN ")) or (first == "L" and line.startswith("LEAVE ")):
                 self._on_membership(line)
             elif line.startswith(("HELLO", "OK ", "ERR ", "BYE")):
                 self._on_control(line)
         self._wake()
+
+    def _frame(self, data: bytes) -> list[str]:
+        """Complete lines of ``data`` (terminators removed), decoded at once.
+
+        The framing of :class:`chat.protocol.LineBuffer`, done with one
+        ``split`` per read instead of a Python loop per line: under load a read
+        carries hundreds of lines. Invalid UTF-8 is kept visible (U+FFFD) for
+        the checker to judge; a runaway unterminated line is cut at
+        :data:`BOT_MAX_LINE` bytes.
+        """
+        if self._partial:
+            data = self._partial + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) > BOT_MAX_LINE:
+                self._partial = b""
+                return [f"<unterminated line longer than {BOT_MAX_LINE} bytes>"]
+            self._partial = data
+            return []
+        self._partial = data[end + 1 :]
+        text = data[:end].decode("utf-8", "replace")
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+        return lines
+
+    def materialize(self) -> ClientHistory:
+        """Turn the log into the history's events (called once the connection is over)."""
+        events: list[Event] = []
+        append = events.append
+        for item in self.log:
+            if type(item) is tuple:
+                t, lines = item
+                events.extend([Received(t, line) for line in lines])
+            else:
+                append(item)  # type: ignore[arg-type]
+        self.log = []
+        self.history.events = events
+        return self.history
 
     def eof_received(self) -> bool:
         return False  # close our side too: connection_lost follows
@@ -367,7 +406,7 @@ class BotConnection(asyncio.Protocol):
     # -- recording ---------------------------------------------------------------------
     def _record_closed(self, how: str, detail: str) -> None:
         self._closed_recorded = True
-        self.events.append(Closed(time.time(), how, detail))
+        self.log.append(Closed(time.time(), how, detail))
 
     def record_closed_once(self, how: str, detail: str = "") -> None:
         """Record how this connection ended unless that is already recorded."""
@@ -413,17 +452,16 @@ class BotConnection(asyncio.Protocol):
     def send_line(self, text: str) -> None:
         """Write one line (a command or a name) and record it."""
         self._write(protocol.encode_client_line(text))
-        self.events.append(Sent(time.time(), text))
+        self.log.append(Sent(time.time(), text))
 
     def send_chats(self, items: Sequence[tuple[int, float]], *, extra: Sequence[str] = ()) -> None:
         """Write chat messages ``(n, due)`` (then ``extra`` lines) in one write, and record them."""
         bot = self.history.bot
         pad = self.pad
         texts = [encode_payload(bot, n, due, pad) for n, due in items]
-        data = "".join(text + "\n" for text in (*texts, *extra)).encode()
-        self._write(data)
+        self._write(b"".join([protocol.encode_client_line(text) for text in (*texts, *extra)]))
         t = time.time()
-        events = self.events
+        events = self.log
         for text, (_, due) in zip(texts, items, strict=True):
             events.append(Sent(t, text, due))
         for text in extra:
@@ -640,8 +678,8 @@ class BotContext:
         self._conns += 1
         client = self.bot if self._conns == 1 else f"{self.bot}.{self._conns}"
         history = ClientHistory(client, self.bot, self.role)
-        self.hive.histories.append(history)
         conn = BotConnection(self.hive, history, pad=self.config.pad)
+        self.hive.connections.append(conn)
         self.connections.append(conn)
         asked = time.time()
         sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
@@ -654,7 +692,7 @@ class BotContext:
                 self.loop.sock_connect(sock, (self.config.host, self.config.port)),
                 self.config.handshake_bound,
             )
-            history.events.append(Connected(time.time(), asked))
+            conn.log.append(Connected(time.time(), asked))
             await self.loop.create_connection(lambda: conn, sock=sock)
         except asyncio.TimeoutError:
             sock.close()
@@ -709,10 +747,11 @@ class Hive:
         self.sink = sink
         self.commands = commands
         self.counters = LiveCounters()
-        self.histories: list[ClientHistory] = []
+        self.connections: list[BotConnection] = []
         self._arrivals = {phase: 0 for phase in PHASES}
         self._released: dict[str, asyncio.Future[float]] = {}
         self._stopping = False
+        self._stop_requested: asyncio.Event  # made in _main, on the loop it belongs to
         self._tasks: list[asyncio.Task[None]] = []
         self._contexts: list[BotContext] = []
         self._listener_done = threading.Event()
@@ -732,11 +771,13 @@ class Hive:
             self._listener_done.set()
             if listener.is_alive():
                 listener.join(2.0)
-        return self.histories
+            gc.unfreeze()
+        return [conn.materialize() for conn in self.connections]
 
     async def _main(self, listener: threading.Thread) -> None:
         self._loop = asyncio.get_running_loop()
         self._released = {phase: self._loop.create_future() for phase in PHASES}
+        self._stop_requested = asyncio.Event()
         listener.start()
         self._contexts = [BotContext(self, spec) for spec in self.specs]
         self._tasks = [
@@ -744,12 +785,7 @@ class Hive:
         ]
         reporter = asyncio.create_task(self._report_loop())
         try:
-            if self._tasks:
-                _, pending = await asyncio.wait(self._tasks, timeout=self.config.hard_limit)
-                if pending:
-                    log.warning("hive %d: %d bots still running at the hard limit", self.wid, len(pending))
-                    self._stop_bots()
-                    await asyncio.wait(pending, timeout=5.0)
+            await self._wait_bots()
         finally:
             reporter.cancel()
             try:
@@ -757,6 +793,40 @@ class Hive:
             except asyncio.CancelledError:
                 pass
             self.sink.put(("report", self.report()))
+
+    async def _wait_bots(self) -> None:
+        """Wait for every bot, until the hard limit or a stop; then cancel until they are all gone.
+
+        Cancelling is repeated because ``asyncio.wait_for`` may swallow a
+        cancellation that races with its result (bpo-42130); a bot that
+        survives one cancel gets another a second later, a bounded number of
+        times.
+        """
+        loop = self.loop
+        pending: set[asyncio.Task[Any]] = set(self._tasks)
+        stop_wait = asyncio.create_task(self._stop_requested.wait())
+        deadline = loop.time() + self.config.hard_limit
+        try:
+            while pending and not self._stopping:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    log.warning("hive %d: %d bots still running at the hard limit", self.wid, len(pending))
+                    self._stopping = True
+                    break
+                _, still = await asyncio.wait(
+                    pending | {stop_wait}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = {t for t in still if t is not stop_wait}
+            for _ in range(10):
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
+            if pending:
+                log.error("hive %d: %d bots would not stop", self.wid, len(pending))
+        finally:
+            stop_wait.cancel()
 
     async def _run_bot(self, ctx: BotContext) -> None:
         behaviour = self.behaviours[ctx.role]
@@ -783,6 +853,11 @@ class Hive:
         while True:
             await asyncio.sleep(REPORT_EVERY)
             self.sink.put(("report", self.report()))
+            # The logs only grow, and hold no cycles: move everything alive to
+            # the collector's permanent generation, so that a full collection
+            # does not rescan every recorded line and stall the bots for
+            # tens of milliseconds (undone by gc.unfreeze() when the run ends).
+            gc.freeze()
 
     def report(self) -> HiveReport:
         """A report of the counters so far; the latency samples are handed over and reset."""
@@ -817,12 +892,13 @@ class Hive:
     async def released(self, phase: str) -> float:
         """Wait (bounded) until the parent releases ``phase``; returns the release time."""
         fut = self._released[phase]
-        bound = self.config.hard_limit
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), bound)
-        except asyncio.TimeoutError:
-            log.warning("hive %d: phase %s never released; going on", self.wid, phase)
-            return time.time()
+        # asyncio.wait, not wait_for: it never cancels ``fut`` (shared by every
+        # bot) and never swallows this task's own cancellation.
+        await asyncio.wait({fut}, timeout=self.config.hard_limit)
+        if fut.done():
+            return fut.result()
+        log.warning("hive %d: phase %s never released; going on", self.wid, phase)
+        return time.time()
 
     def _release(self, phase: str, t: float) -> None:
         fut = self._released.get(phase)
@@ -831,8 +907,7 @@ class Hive:
 
     def _stop_bots(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
+        self._stop_requested.set()
 
     # -- commands from the parent ------------------------------------------------------
     def _listen(self) -> None:
@@ -859,8 +934,6 @@ class Hive:
             self._release(cmd[1], cmd[2])
         elif cmd[0] == "stop":
             self._stop_bots()
-            for phase in PHASES:
-                self._release(phase, time.time())
 
 
 def split_round_robin(items: Iterable[Any], parts: int) -> list[list[Any]]:

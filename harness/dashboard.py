@@ -138,8 +138,6 @@ def header_text(snap: LiveSnapshot) -> Text:
     text.append(f"  target {snap.target}  ")
     text.append(f"{snap.phase}", style="bold yellow")
     text.append(f"  {clock}")
-    if snap.roles:
-        text.append(f"\n{snap.roles}", style="dim")
     return text
 
 
@@ -239,6 +237,7 @@ def server_line(view: MetricsView) -> Text:
 def live_view(snap: LiveSnapshot) -> RenderableType:
     """The whole live panel."""
     parts: list[RenderableType] = [
+        Text(snap.roles, style="dim"),
         stats_table(snap),
         Text(""),
         latency_table([("last 2 s", snap.latency_recent), ("whole run", snap.latency_run)]),

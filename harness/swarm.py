@@ -83,6 +83,8 @@ PROGRESS_EVERY = 2.0
 SERVER_START_TIMEOUT = 15.0
 #: Seconds of rates kept for the sparklines.
 SPARK_SECONDS = 60
+#: Seconds between releasing the start and the start itself.
+START_AHEAD = 0.1
 #: The window of the "last 2 s" latency figures.
 RECENT_WINDOW = 2.0
 
@@ -803,7 +805,9 @@ class Swarm:
 
         def release(phase: str) -> None:
             nonlocal drained_deadline
-            t = time.time()
+            # A start a moment ahead, so that the first messages are not
+            # already late when the command reaches the bots.
+            t = time.time() + (START_AHEAD if phase == "joined" else 0.0)
             released[phase] = t
             hives.send(("release", phase, t))
             if phase == "joined":
