@@ -9,10 +9,13 @@ per connection) shares exactly one object: the :class:`Room`. It owns
   that ``--max-clients`` counts);
 * ``members``: the registry, lower-cased name -> connection;
 * ``seq``: the global broadcast counter;
+* ``_congested``: the last recipient seen past the high-water mark;
 * the right to call ``put`` on any connection's outbox.
 
-All four are guarded by ``self.lock``, and every public method is one critical
-section that starts with ``with self.lock:``. The sections, by name:
+All of them are guarded by ``self.lock``, and every public method is one
+critical section that starts with ``with self.lock:`` (``admit`` and
+``shutdown`` take it with a timeout instead, so that the acceptor is never stuck
+behind a blocked ``direct`` send). The sections, by name:
 
 ``admit``      take a slot for a new connection, or refuse it (``ERR full``);
 ``reply``      put a line to one connection (HELLO, ERR, BYE, USERS);
@@ -32,7 +35,9 @@ order, which also keeps each sender's messages in the order it sent them.
 
 Nothing under the lock blocks, except in the ``direct`` delivery design, which
 sends under the lock on purpose (see :mod:`chat.delivery`). Readers that wait for
-a congested recipient (backpressure) wait *outside* the lock.
+a congested recipient (backpressure) wait *outside* the lock: ``say`` stops at
+the first recipient past the high-water mark and returns it, the reader waits
+for it to drain, then broadcasts the rest. docs/architecture.md explains the rule.
 """
 
 from __future__ import annotations
