@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Start the chat server and three clients, each in its own terminal.
+#
+#   ./run_chat.sh [PORT]        (default 9999; works from any directory)
+#
+# Where tmux exists: one tmux session ("chat", or $CHAT_SESSION) with four panes, the server and three
+# clients. Run from a terminal it attaches to the session; run without one (a script, CI) it leaves the session
+# detached and prints how to attach. Without tmux it opens four terminal-emulator windows if it finds one,
+# else it prints the commands to run by hand. Clients start only once the server has printed its
+# "listening on HOST:PORT" line. Environment: PYTHON (default python3), CHAT_SESSION (default chat).
+set -euo pipefail
+
+usage="usage: run_chat.sh [PORT]   (default 9999)"
+prog="run_chat.sh"
+PYTHON="${PYTHON:-python3}"
+SESSION="${CHAT_SESSION:-chat}"
+HOST="localhost"
+READY_TIMEOUT=20 # seconds for the server to print its listening line (a cold start on a loaded machine)
+
+case "${1:-}" in
+    -h | --help)
+        echo "$usage"
+        exit 0
+        ;;
+esac
+if (($# > 1)); then
+    echo "$prog: too many arguments; $usage" >&2
+    exit 2
+fi
+PORT="${1:-9999}"
+if ! [[ $PORT =~ ^[0-9]{1,5}$ ]] || ((10#$PORT > 65535)); then
+    echo "$prog: not a port number: '$PORT'; $usage" >&2
+    exit 2
+fi
+PORT=$((10#$PORT))
+
+# Run from the repository, wherever the script was called from: `python -m chat...` finds the package here.
+here="${BASH_SOURCE[0]%/*}"
+[[ $here == "${BASH_SOURCE[0]}" ]] && here=.
+cd "$here"
+
+manual_commands() {
+    echo "Start it by hand instead, each command in its own terminal, from $(pwd):"
+    echo "  $PYTHON -m chat.server --port $PORT"
+    echo "  $PYTHON -m chat.client $HOST $PORT      (once per client)"
+}
+
+# Where to open the four terminals: tmux, else a terminal emulator if a display is there to show it.
+term=""
+if ! command -v tmux >/dev/null 2>&1 && [[ -n ${DISPLAY:-}${WAYLAND_DISPLAY:-} ]]; then
+    for candidate in x-terminal-emulator gnome-terminal konsole xterm; do
+        if command -v "$candidate" >/dev/null 2>&1; then
+            term="$candidate"
+            break
+        fi
+    done
+fi
+if [[ -z $term ]] && ! command -v tmux >/dev/null 2>&1; then
+    echo "$prog: neither tmux nor a terminal emulator (x-terminal-emulator, gnome-terminal, konsole, xterm)" \
+        "with a display was found." >&2
+    manual_commands >&2
+    exit 1
+fi
+
+# The server's terminal runs this: it shows the server's output, and passes the first line (the listening
+# line, or the error that stopped the server) to the launcher through a fifo. $1 python, $2 port, $3 fifo.
+# stderr joins stdout so that a failure to start reaches the launcher too.
+# shellcheck disable=SC2016 # expanded by the server pane's own bash
+server_runner='
+"$1" -m chat.server --port "$2" 2>&1 | {
+    first="the server exited before it was ready"
+    while IFS= read -r line; do
+        printf "%s\n" "$line"
+        case $line in "listening on "*) first=$line; break ;; esac
+        first=$line
+    done
+    printf "%s\n" "$first" >"$3"
+    trap "" INT # Ctrl+C is for the server: keep showing what it prints while it shuts down
+    exec cat
+}'
+
+# Where the server's first line arrives. Opened read-write, so that opening never blocks and a read can time
+# out even if the server's terminal never starts.
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/run_chat.XXXXXX")"
+cleanup() {
+    rm -rf "$tmp"
+    exec 3>&-
+}
+trap cleanup EXIT
+mkfifo "$tmp/ready"
+exec 3<>"$tmp/ready"
+
+# Reads the server's first line; prints the port clients must use, or fails with the server's message.
+wait_for_server() {
+    local line=""
+    if ! IFS= read -r -t "$READY_TIMEOUT" -u 3 line; then
+        echo "$prog: the server did not print its listening line within ${READY_TIMEOUT} s" >&2
+        return 1
+    fi
+    case $line in
+        "listening on "*) echo "${line##*:}" ;;
+        *)
+            echo "$prog: the server did not start: $line" >&2
+            return 1
+            ;;
+    esac
+}
+
+if [[ -z $term ]]; then
+    if tmux has-session -t "=$SESSION" 2>/dev/null; then
+        echo "$prog: a tmux session named '$SESSION' already exists; attach with 'tmux attach -t $SESSION'" \
+            "or end it with 'tmux kill-session -t $SESSION'" >&2
+        exit 1
+    fi
+    server_pane="$(tmux new-session -d -P -F '#{pane_id}' -s "$SESSION" -n chat -c "$(pwd)" \
+        bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" 3>&-)"
+    tmux select-pane -t "$server_pane" -T server
+    if ! port="$(wait_for_server)"; then
+        tmux kill-session -t "=$SESSION" 2>/dev/null || true
+        exit 1
+    fi
+    pane="$server_pane"
+    first_client=""
+    for n in 1 2 3; do # each after the last, so that the tiles read server, client 1, client 2, client 3
+        pane="$(tmux split-window -d -P -F '#{pane_id}' -t "$pane" -c "$(pwd)" \
+            "$PYTHON" -m chat.client "$HOST" "$port" 3>&-)"
+        tmux select-pane -t "$pane" -T "client $n"
+        tmux select-layout -t "$server_pane" tiled >/dev/null
+        first_client="${first_client:-$pane}"
+    done
+    tmux set-option -w -t "$server_pane" pane-border-status top >/dev/null
+    tmux set-option -w -t "$server_pane" pane-border-format ' #{pane_title} ' >/dev/null
+    tmux set-option -t "$server_pane" mouse on >/dev/null # a session option: click a pane to type in it
+    tmux select-pane -t "$first_client"
+    if [[ -t 0 && -t 1 ]]; then
+        cleanup # exec skips the EXIT trap
+        if [[ -n ${TMUX:-} ]]; then
+            exec tmux switch-client -t "=$SESSION"
+        fi
+        exec tmux attach-session -t "=$SESSION"
+    fi
+    echo "chat started on port $port in the tmux session '$SESSION' (server and three clients)."
+    echo "Attach with: tmux attach -t $SESSION     (Ctrl+C in the server pane stops everything)"
+    exit 0
+fi
+
+open_terminal() { # command and arguments, run in a new window
+    case $term in
+        gnome-terminal) gnome-terminal -- "$@" >/dev/null 2>&1 3>&- & ;;
+        *) "$term" -e "$@" >/dev/null 2>&1 3>&- & ;;
+    esac
+}
+open_terminal bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready"
+port="$(wait_for_server)" || exit 1
+for _ in 1 2 3; do
+    open_terminal "$PYTHON" -m chat.client "$HOST" "$port"
+done
+echo "chat started on port $port: the server and three clients, each in a $term window."
