@@ -121,10 +121,11 @@ def _last(values: Sequence[float]) -> float:
     return values[-1] if values else 0.0
 
 
-def _count_style(count: int | None) -> str:
+def count_text(count: int | None) -> Text:
+    """A check's violation count: green at zero, red otherwise, dim when not counted yet."""
     if count is None:
-        return "dim"
-    return "bold green" if count == 0 else "bold red"
+        return Text("…", style="dim")
+    return Text(f"{count:,}", style="bold green" if count == 0 else "bold red")
 
 
 # -- live ----------------------------------------------------------------------------------
@@ -186,8 +187,7 @@ def checks_table(rows: Sequence[CheckRow], *, final: bool = False) -> Table:
     table.add_column("Violations", justify="right")
     table.add_column("" if final else "Counted", style="dim")
     for row in rows:
-        count = Text("…" if row.count is None else f"{row.count:,}", style=_count_style(row.count))
-        table.add_row(row.name, count, row.note)
+        table.add_row(row.name, count_text(row.count), row.note)
     return table
 
 
