@@ -58,6 +58,10 @@ STALL_SLICE = 0.05
 #: member that keeps reading.
 STALL_TIMEOUT = 0.5
 
+#: ... and only after the waiting reader itself ran at least this many slices
+#: in that time: the writer then had its chances to run too.
+STALL_SLICES_MIN = 5
+
 #: A writer hands its socket at most this many bytes per send call, so that
 #: its progress shows while a large batch drains into a slow peer.
 SEND_SLICE = 65536
@@ -180,6 +184,7 @@ class Outbox:
             try:
                 progress = self.bytes_sent
                 since = time.monotonic()
+                idle_slices = 0  # slices this reader got to run while the writer moved nothing
                 while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
                     now = time.monotonic()
                     if now >= deadline:
@@ -189,12 +194,15 @@ class Outbox:
                         log.info("%s stalled: still congested at the deadline", self.label)
                         return
                     if self.bytes_sent != progress:
-                        progress, since = self.bytes_sent, now
-                    elif now - since >= STALL_TIMEOUT:
+                        progress, since, idle_slices = self.bytes_sent, now, 0
+                    elif now - since >= STALL_TIMEOUT and idle_slices >= STALL_SLICES_MIN:
+                        # Time alone is not enough: a server process descheduled for
+                        # STALL_TIMEOUT froze the writer and this reader alike.
                         self.is_stalled = True
                         log.info("%s stalled: no progress for %.1f s", self.label, STALL_TIMEOUT)
                         return
                     self._progress.wait(min(STALL_SLICE, deadline - now))
+                    idle_slices += 1
             finally:
                 self._waiters -= 1
 

@@ -234,7 +234,7 @@ def test_exit_in_upper_case_is_a_name_attempt_during_the_handshake(start_server:
 
 
 def test_handshake_timeout(start_server: ServerFactory, delivery: str) -> None:
-    server = start_server("--delivery", delivery, "--handshake-timeout", "0.5")
+    server = start_server("--delivery", delivery, "--handshake-timeout", "0.8")
     with server.connect() as silent, server.connect() as trying, server.connect() as partial:
         alice = member(server, "alice")
         for c in (silent, trying, partial):
