@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -108,9 +109,12 @@ class ClientProcess:
             return code, bytes(self._out), err
 
     def kill(self) -> None:
+        """Stop the client if it still runs (a failed test), and join the reader thread."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(TIMEOUT)
+        if self._reader is not threading.current_thread():
+            self._reader.join(TIMEOUT)
 
 
 def run_client(*args: str, stdin: str) -> tuple[int, str, str]:
@@ -614,7 +618,8 @@ def last_line(lines: list[str]) -> str:
 def test_tty_incoming_lines_never_garble_the_line_being_typed(server: ServerProcess) -> None:
     tmux = Tmux()
     try:
-        command = f"cd {REPO} && exec {sys.executable} -m chat.client 127.0.0.1 {server.port} --name alice"
+        client_args = [sys.executable, "-m", "chat.client", "127.0.0.1", str(server.port), "--name", "alice"]
+        command = f"cd {shlex.quote(REPO)} && exec {shlex.join(client_args)}"
         tmux("new-session", "-d", "-s", "tty", "-x", "80", "-y", "24", command)
         tmux("set-option", "-t", "tty", "remain-on-exit", "on")
         pane = "tty:0.0"
