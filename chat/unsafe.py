@@ -569,6 +569,7 @@ class LockWatchdog:
         self.lock = lock
         self.limit = limit
         self.stalls = 0
+        self.stalled = threading.Event()  # set at the first report
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lock-watchdog", daemon=True)
 
@@ -606,6 +607,7 @@ class LockWatchdog:
             holder,
         )
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        self.stalled.set()
 
 
 class UnsafeServer(ChatServer):
