@@ -315,10 +315,11 @@ def traffic_table(doc: Mapping[str, Any]) -> Table:
         f"{rates.get('delivered_per_s', 0):,.0f}/s",
     )
     cpu = doc.get("cpu") or {}
-    if cpu.get("harness_s") is not None:
-        server = cpu.get("server_s")
-        server_part = f", server {server:.2f} s" if server is not None else ""
-        table.add_row("CPU", f"{cpu['harness_s']:.2f} s", f"harness{server_part}")
+    for label, figures in (("CPU while chatting", cpu.get("load")), ("CPU in all", cpu)):
+        if figures and figures.get("harness_s") is not None:
+            server = figures.get("server_s")
+            server_part = f", server {server:.2f} s" if server is not None else ""
+            table.add_row(label, f"{figures['harness_s']:.2f} s", f"harness{server_part}")
     if doc.get("interrupted"):
         table.add_row("Stopped", Text("interrupted", style="bold yellow"), "by Ctrl+C: judged on what ran")
     return table

@@ -403,18 +403,6 @@ class OwnServer:
         thread.start()
         self._threads.append(thread)
 
-    def cpu_seconds(self) -> float | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        try:
-            import psutil
-
-            times = psutil.Process(self.proc.pid).cpu_times()
-            return float(times.user + times.system)
-        except Exception as exc:  # psutil.Error, or psutil missing: figures are optional
-            log.debug("no server CPU figure: %s", exc)
-            return None
-
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM, wait, SIGKILL if needed; returns the exit code."""
         if self.proc is None:
@@ -466,6 +454,48 @@ def worker_main(
         reports.put(("done", wid, None, f"{type(exc).__name__}: {exc}"))
         raise
     reports.put(("done", wid, part_path, None))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) of the harness (this process and its workers) and of the own server."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+
+    @staticmethod
+    def _cpu(pid: int | None) -> float | None:
+        try:
+            import psutil
+
+            times = psutil.Process(pid).cpu_times()
+            return float(times.user + times.system)
+        except Exception as exc:  # psutil.Error or ImportError: CPU figures are optional
+            log.debug("no CPU figure for pid %s: %s", pid, exc)
+            return None
+
+    def sample(self, worker_pids: Sequence[int]) -> tuple[float, float | None]:
+        harness = time.process_time()
+        for pid in worker_pids:
+            harness += self._cpu(pid) or 0.0
+        server = self._cpu(self.server_pid) if self.server_pid is not None else None
+        return harness, server
+
+
+def cpu_figures(
+    begin: tuple[float, float, float | None],
+    end: tuple[float, float, float | None],
+    marks: dict[str, tuple[float, float, float | None]],
+) -> dict[str, Any]:
+    """CPU of the whole bot phase, and of the load window (start of chat to the quit)."""
+
+    def window(a: tuple[float, float, float | None], b: tuple[float, float, float | None]) -> dict[str, Any]:
+        server = round(b[2] - a[2], 3) if a[2] is not None and b[2] is not None else None
+        return {"harness_s": round(b[1] - a[1], 3), "server_s": server, "window_s": round(b[0] - a[0], 3)}
+
+    out = window(begin, end)
+    if "joined" in marks and "drained" in marks:
+        out["load"] = window(marks["joined"], marks["drained"])
+    return out
 
 
 class HiveSet:
@@ -521,6 +551,9 @@ class HiveSet:
                 q.put(cmd)
             except (OSError, ValueError):
                 pass  # that worker is gone; its "done" (or its absence) tells the rest
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None and p.is_alive()]
 
     def dead_without_done(self, done: set[int]) -> list[int]:
         return [wid for wid, p in enumerate(self._procs) if wid not in done and not p.is_alive()]
@@ -787,10 +820,11 @@ class Swarm:
             hard_limit=connect_allowance + s.duration + 3 * db + hb + 30.0,
         )
         hives = HiveSet(self.plan, hive_config, s.procs, self.workdir)
-        server_cpu0 = self.server.cpu_seconds() if self.server else None
-        cpu0 = time.process_time()
+        meter = CpuMeter(self.server.pid if self.server else None)
+        cpu_begin = meter.sample([])
         t_begin = time.time()
         hives.start()
+        cpu_marks: dict[str, tuple[float, float, float | None]] = {}
 
         arrived: dict[str, set[int]] = {phase: set() for phase in PHASES}
         released: dict[str, float] = {}
@@ -805,6 +839,7 @@ class Swarm:
 
         def release(phase: str) -> None:
             nonlocal drained_deadline
+            cpu_marks[phase] = (time.time(), *meter.sample(hives.pids()))
             # A start a moment ahead, so that the first messages are not
             # already late when the command reaches the bots.
             t = time.time() + (START_AHEAD if phase == "joined" else 0.0)
@@ -882,17 +917,9 @@ class Swarm:
             if msg[0] == "report":
                 monitor.add(msg[1])
         hives.join()
-        cpu = {
-            "harness_s": round(
-                time.process_time() - cpu0 + (0.0 if hives.in_process else monitor.hive_cpu()), 3
-            ),
-            "server_s": None,
-            "window_s": round(t_end - t_begin, 3),
-        }
-        if self.server is not None and server_cpu0 is not None:
-            server_cpu1 = self.server.cpu_seconds()
-            if server_cpu1 is not None:
-                cpu["server_s"] = round(server_cpu1 - server_cpu0, 3)
+        harness_end, server_end = meter.sample([])
+        harness_end += 0.0 if hives.in_process else monitor.hive_cpu()  # the workers' last reports
+        cpu = cpu_figures((t_begin, *cpu_begin), (t_end, harness_end, server_end), cpu_marks)
         monitor.set_phase("checking")
         metrics_view = self.poller.view() if self.poller is not None else None
         if self.poller is not None:

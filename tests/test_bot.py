@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from helpers import ServerProcess
 
+from harness import bot
 from harness.bot import BotConnection, Hive, HiveConfig, LatencyHistogram, LiveCounters, split_round_robin
 from harness.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
 from harness.scenarios import BEHAVIOURS, SCENARIOS, BotSpec, Plan, default_burst_size, plan
@@ -107,7 +108,8 @@ def test_received_lines_of_one_read_share_its_time() -> None:
     assert len(events) == 2 and events[0].t == events[1].t
 
 
-def test_online_counters_see_seq_gaps_and_fifo_step_backs() -> None:
+def test_online_counters_see_seq_gaps_and_fifo_step_backs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot, "SAMPLE_EVERY", 1)  # every line feeds the live figures
     conn = _conn()
     conn.name = "a"
     conn._awaiting_join = "a"
@@ -324,3 +326,15 @@ def test_plan_object_is_hashable_and_describable() -> None:
     p: Plan = plan("churn", 4, rate=1, duration=1, seed=0)
     assert describe(p) == "4 bots: 2 chat, 2 churn"
     assert p.steady == 2
+
+
+def test_live_figures_sample_other_senders_but_never_miss_an_own_echo() -> None:
+    conn = _conn()
+    conn.name = "a"
+    conn.seqs = True
+    lines = [f"MSG {i + 1} x b=x n={i} t=1.0" for i in range(40)] + ["MSG 41 a b=b1 n=7 t=1.0"]
+    conn.data_received(("\n".join(lines) + "\n").encode())
+    assert conn.counters.delivered == 41
+    assert conn.counters.latency.count == 40 // bot.SAMPLE_EVERY + 1
+    assert conn.last_echo_n == 7
+    assert conn.counters.seq_anomalies == 0

@@ -192,7 +192,12 @@ def summary_doc(**overrides: Any) -> dict[str, Any]:
         "latency_ms": {"count": 123456, "p50_ms": 0.7, "p95_ms": 2.0, "p99_ms": 3.3, "max_ms": 12.0},
         "checks": {name: 0 for name in CHECK_ORDER},
         "violations": [],
-        "cpu": {"harness_s": 1.25, "server_s": 2.5, "window_s": 11.0},
+        "cpu": {
+            "harness_s": 1.25,
+            "server_s": 2.5,
+            "window_s": 11.0,
+            "load": {"harness_s": 0.75, "server_s": 2.0, "window_s": 10.0},
+        },
         "metrics": view_to_dict(METRICS),
     }
     doc.update(overrides)
@@ -208,6 +213,7 @@ def test_summary_view_of_a_pass() -> None:
         assert name in out
     assert "registry" in out  # the lock table from the recorded metrics
     assert "harness, server 2.50 s" in out
+    assert "CPU while chatting" in out and "0.75 s" in out
     assert render(verdict_text(summary_doc())).strip() == "PASS: 0 violations in 123,456 deliveries"
 
 
