@@ -1,0 +1,318 @@
+"""Property tests of the checker: simulated correct runs pass; each kind of damage is caught
+by the check made for it, with seqs (global or per recipient) and without.
+
+The runs come from :func:`harness.checker.simulate_run`, a pure model of a correct
+server (lagging receivers, abrupt drops that lose what was in flight, slow
+members dropped, name races). Every example is small, so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from itertools import pairwise
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.checker import CheckConfig, Report, SimConfig, check_all, simulate_run
+from harness.history import ClientHistory, Closed, Event, Received, Sent, decode_payload
+
+#: Simulated time runs in milliseconds, so the bounds are scaled down too.
+CONFIG = CheckConfig(handshake_bound=0.05, delivery_bound=0.02, clock_slack=0.0)
+NUMBERINGS = ("global", "per-recipient", "none")
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+sim_configs = st.builds(
+    SimConfig,
+    clients=st.integers(2, 6),
+    messages=st.integers(20, 70),
+    seed=st.integers(0, 2**20),
+    numbering=st.sampled_from(NUMBERINGS),
+    seq_start=st.sampled_from((1, 1000)),
+    quits=st.integers(0, 2),
+    drops=st.integers(0, 2),
+    slow=st.integers(0, 1),
+    whos=st.integers(0, 3),
+    racers=st.integers(0, 3),
+    lag=st.sampled_from((0.0005, 0.003)),
+)
+
+
+def fired(report: Report) -> set[str]:
+    return {name for name, n in report.counts.items() if n}
+
+
+def copy(histories: list[ClientHistory]) -> list[ClientHistory]:
+    return [dataclasses.replace(h, events=list(h.events)) for h in histories]
+
+
+def stream(h: ClientHistory) -> list[int]:
+    """Indexes of the broadcasts a member received after its OK."""
+    out = []
+    member = False
+    for i, e in enumerate(h.events):
+        if isinstance(e, Received):
+            if e.line.startswith("OK "):
+                member = True
+            elif member and e.line.split(" ", 1)[0] in ("JOIN", "MSG", "LEAVE"):
+                out.append(i)
+    return out
+
+
+def ok_time(h: ClientHistory) -> float:
+    return next(e.t for e in h.events if isinstance(e, Received) and e.line.startswith("OK "))
+
+
+def msg_parts(line: str) -> tuple[str | None, str, str]:
+    """(seq, name, text) of a MSG line, numbered or not."""
+    parts = line.split(" ", 3)
+    if parts[1].isdigit() and len(parts) == 4:
+        return parts[1], parts[2], parts[3]
+    name, _, text = line[4:].partition(" ")
+    return None, name, text
+
+
+def payload(line: str) -> tuple[str, int, float] | None:
+    p = decode_payload(msg_parts(line)[2])
+    return (p.bot, p.n, p.due) if p else None
+
+
+def members(histories: list[ClientHistory]) -> list[ClientHistory]:
+    return [
+        h for h in histories if any(isinstance(e, Received) and e.line.startswith("OK ") for e in h.events)
+    ]
+
+
+def received_by(histories: list[ClientHistory], key: tuple[str, int, float]) -> int:
+    return sum(
+        1
+        for h in histories
+        for e in h.events
+        if isinstance(e, Received) and e.line.startswith("MSG ") and payload(e.line) == key
+    )
+
+
+def leave_started(histories: list[ClientHistory], name: str, before: float) -> float:
+    """When the client that held ``name`` (and left before ``before``) sent /quit or closed."""
+    best = 0.0
+    for h in members(histories):
+        if not any(isinstance(e, Received) and e.line == f"OK {name}" for e in h.events):
+            continue
+        for e in h.events:
+            started = (isinstance(e, Sent) and e.line == "/quit") or (
+                isinstance(e, Closed) and e.how == "drop"
+            )
+            if started and e.t <= before:
+                best = max(best, e.t)
+                break
+    return best
+
+
+@SETTINGS
+@given(sim_configs)
+def test_correct_runs_pass(cfg: SimConfig) -> None:
+    report = check_all(simulate_run(cfg), CONFIG)
+    assert report.passed(), [v.message for v in report.violations[:5]]
+    assert report.deliveries > 0
+    expected_style = {"global": "numbered", "per-recipient": "numbered", "none": "unnumbered"}[cfg.numbering]
+    assert report.seq_style == expected_style
+
+
+@SETTINGS
+@given(sim_configs, st.data())
+def test_a_dropped_delivery_is_a_loss(cfg: SimConfig, data: st.DataObject) -> None:
+    histories = simulate_run(cfg)
+    # A victim the checker must owe: sent after the receiver's OK, and followed
+    # in the receiver's stream by a later message of the same sender.
+    candidates = []
+    for h in members(histories):
+        ok = ok_time(h)
+        msgs = [i for i in stream(h) if h.events[i].line.startswith("MSG ")]  # type: ignore[union-attr]
+        for a, i in enumerate(msgs):
+            key = payload(h.events[i].line)  # type: ignore[union-attr]
+            if key is None or key[2] <= ok:
+                continue
+            later = (payload(h.events[k].line) for k in msgs[a + 1 :])  # type: ignore[union-attr]
+            if any(p is not None and p[0] == key[0] and p[1] > key[1] for p in later):
+                candidates.append((h.client, i))
+    if not candidates:
+        return
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    victim = next(h for h in broken if h.client == client)
+    del victim.events[i]
+    report = check_all(broken, CONFIG)
+    assert "loss" in fired(report)
+    assert fired(report) <= {"loss", "seq", "liveness"}
+    if cfg.numbering != "none":
+        assert "seq" in fired(report)
+    loss = next(v for v in report.violations if v.check == "loss")
+    assert loss.witness["client"] == client
+
+
+@SETTINGS
+@given(sim_configs, st.data())
+def test_a_duplicated_delivery_breaks_fifo(cfg: SimConfig, data: st.DataObject) -> None:
+    histories = simulate_run(cfg)
+    candidates = [
+        (h.client, i)
+        for h in members(histories)
+        for i in stream(h)
+        if h.events[i].line.startswith("MSG ")  # type: ignore[union-attr]
+    ]
+    if not candidates:
+        return
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    h = next(h for h in broken if h.client == client)
+    e = h.events[i]
+    h.events.insert(i + 1, Received(e.t, e.line))  # type: ignore[union-attr]
+    report = check_all(broken, CONFIG)
+    assert "fifo" in fired(report)
+    assert fired(report) <= {"fifo", "seq"}
+    if cfg.numbering != "none":
+        assert "seq" in fired(report)
+    assert next(v for v in report.violations if v.check == "fifo").witness["client"] == client
+
+
+@SETTINGS
+@given(sim_configs, st.data())
+def test_two_swapped_deliveries_break_agreement(cfg: SimConfig, data: st.DataObject) -> None:
+    histories = simulate_run(cfg)
+    candidates = []
+    for h in members(histories):
+        s = stream(h)
+        for a, b in pairwise(s):
+            la, lb = h.events[a].line, h.events[b].line  # type: ignore[union-attr]
+            if la.startswith("MSG ") and lb.startswith("MSG "):
+                ka, kb = payload(la), payload(lb)
+                # Someone else must have them too, so the order can be compared.
+                if ka and kb and received_by(histories, ka) > 1 and received_by(histories, kb) > 1:
+                    candidates.append((h.client, a, b, ka[0] == kb[0]))
+    if not candidates:
+        return
+    client, a, b, same_sender = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    h = next(h for h in broken if h.client == client)
+    ea, eb = h.events[a], h.events[b]
+    h.events[a], h.events[b] = Received(ea.t, eb.line), Received(eb.t, ea.line)  # type: ignore[union-attr]
+    report = check_all(broken, CONFIG)
+    got = fired(report)
+    assert "agreement" in got
+    assert got <= {"agreement", "seq", "fifo"}
+    if same_sender:
+        assert "fifo" in got
+    if cfg.numbering != "none":
+        assert "seq" in got
+    assert client in str(next(v for v in report.violations if v.check == "agreement").witness)
+
+
+@SETTINGS
+@given(sim_configs, st.data(), st.booleans())
+def test_a_relabelled_message_breaks_membership(cfg: SimConfig, data: st.DataObject, phantom: bool) -> None:
+    histories = simulate_run(cfg)
+    names = {
+        e.line[3:].lower()
+        for h in histories
+        for e in h.events
+        if isinstance(e, Received) and e.line.startswith("OK ")
+    }
+    candidates = [
+        (h.client, i)
+        for h in members(histories)
+        for i in stream(h)
+        if h.events[i].line.startswith("MSG ") and payload(h.events[i].line)  # type: ignore[union-attr]
+    ]
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    h = next(h for h in broken if h.client == client)
+    seq, name, text = msg_parts(h.events[i].line)  # type: ignore[union-attr]
+    others = sorted(n for n in names if n != name.lower())
+    if not phantom and not others:
+        return
+    new = "zz-nobody" if phantom else data.draw(st.sampled_from(others))
+    line = f"MSG {seq} {new} {text}" if seq is not None else f"MSG {new} {text}"
+    h.events[i] = Received(h.events[i].t, line)
+    report = check_all(broken, CONFIG)
+    assert "membership" in fired(report)
+    assert fired(report) <= {"membership", "agreement"}
+
+
+@SETTINGS
+@given(sim_configs, st.data())
+def test_a_missing_leave_breaks_membership(cfg: SimConfig, data: st.DataObject) -> None:
+    histories = simulate_run(dataclasses.replace(cfg, quits=max(1, cfg.quits), messages=cfg.messages + 40))
+    candidates = []
+    for h in members(histories):
+        s = stream(h)
+        for a, i in enumerate(s):
+            line = h.events[i].line  # type: ignore[union-attr]
+            if not line.startswith("LEAVE ") or line.endswith(" slow"):
+                continue
+            # The leaver asked to leave (or closed) after this member's OK arrived...
+            t = h.events[i].t
+            leaver = line.split(" ")[-2]
+            if leave_started(histories, leaver, t) <= ok_time(h):
+                continue
+            # ...and the member stays long after: it gets messages sent well after the leave.
+            later = (payload(h.events[k].line) for k in s[a + 1 :] if h.events[k].line.startswith("MSG "))  # type: ignore[union-attr]
+            if any(p is not None and p[2] > t + 2 * CONFIG.delivery_bound for p in later):
+                candidates.append((h.client, i))
+    if not candidates:
+        return
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    del next(h for h in broken if h.client == client).events[i]
+    report = check_all(broken, CONFIG)
+    assert "membership" in fired(report)
+    assert fired(report) <= {"membership", "seq"}
+    if cfg.numbering != "none":
+        assert "seq" in fired(report)
+
+
+@SETTINGS
+@given(sim_configs, st.data())
+def test_a_missing_join_breaks_membership(cfg: SimConfig, data: st.DataObject) -> None:
+    histories = simulate_run(dataclasses.replace(cfg, quits=max(1, cfg.quits)))
+    candidates = []
+    for h in members(histories):
+        s = stream(h)
+        for a, i in enumerate(s):
+            line = h.events[i].line  # type: ignore[union-attr]
+            if not line.startswith("JOIN "):
+                continue
+            name = line.split(" ")[-1]
+            own = a == 0
+            # Someone else's JOIN only counts if a MSG of that name follows.
+            follows = any(
+                h.events[k].line.startswith("MSG ") and msg_parts(h.events[k].line)[1] == name  # type: ignore[union-attr]
+                for k in s[a + 1 :]
+            )
+            if own or follows:
+                candidates.append((h.client, i))
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    del next(h for h in broken if h.client == client).events[i]
+    report = check_all(broken, CONFIG)
+    assert "membership" in fired(report)
+    assert fired(report) <= {"membership", "seq"}
+
+
+@SETTINGS
+@given(sim_configs.filter(lambda c: c.numbering != "none"), st.data(), st.sampled_from((-1, 1, 5)))
+def test_a_misnumbered_broadcast_breaks_seq(cfg: SimConfig, data: st.DataObject, shift: int) -> None:
+    histories = simulate_run(cfg)
+    candidates = [(h.client, i) for h in members(histories) for i in stream(h)[1:]]
+    client, i = data.draw(st.sampled_from(candidates))
+    broken = copy(histories)
+    h = next(h for h in broken if h.client == client)
+    e: Event = h.events[i]
+    kind, seq, rest = e.line.split(" ", 2)  # type: ignore[union-attr]
+    h.events[i] = Received(e.t, f"{kind} {int(seq) + shift} {rest}")
+    report = check_all(broken, CONFIG)
+    assert "seq" in fired(report)
+    assert fired(report) <= {"seq", "agreement"}
