@@ -22,12 +22,14 @@ connection's lines leave in the order the room produced them.
     wake-up and one syscall carry hundreds of lines.
 
 Why "empty to non-empty" loses no wake-up in ``batched``: the producer checks
-``len(deque) == 1`` *after* its append, and producers are serialised by the
-room lock. The writer clears its event *before* draining and drains until the
-deque is empty. The first line appended after the writer saw the deque empty is
-therefore appended to an empty deque by the only producer, which sees length 1
-and sets the event; every later line is either drained in the same pass or
-behind that one.
+``len(deque) == 1`` *after* its append (``len(deque) <= len(batch)`` after
+extending by a batch: nothing older than the batch is left), and producers are
+serialised by the room lock. The writer takes its wake-up *before* draining and
+drains until the deque is empty. The first batch added after the writer saw the
+deque empty is therefore added to an empty deque by the only producer, which
+sees no older line and wakes the writer; every later line is either drained in
+the same pass or behind that one. (A writer that pops concurrently can only
+make the producer wake it once more than needed.)
 """
 
 from __future__ import annotations
@@ -109,6 +111,17 @@ class Outbox:
     def put(self, line: bytes) -> int:
         """Queue (or send) one line; return the backlog in lines after it."""
         raise NotImplementedError
+
+    def put_many(self, lines: list[bytes]) -> int:
+        """Queue (or send) several lines, in order; return the backlog after them.
+
+        This default is one :meth:`put` per line, so ``direct`` and ``queued``
+        keep their cost model (one send, one wake-up per line).
+        """
+        n = 0
+        for line in lines:
+            n = self.put(line)
+        return n
 
     def backlog(self) -> int:
         return 0
@@ -277,7 +290,19 @@ class BatchedOutbox(Outbox):
     def __init__(self, sock: socket.socket, name: str = "") -> None:
         super().__init__(sock, name)
         self._lines: deque[bytes] = deque()
-        self._wake = threading.Event()
+        # The wake-up: a plain lock used as a binary semaphore, released means
+        # "lines are waiting". Setting and taking it is one C call each, where
+        # an Event runs a Condition in Python on both sides; under the GIL that
+        # difference is most of what a wake-up costs.
+        self._wake = threading.Lock()
+        self._wake.acquire()
+
+    def _signal(self) -> None:
+        """Wake the writer (or leave it one pending wake-up). Never blocks."""
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # already released and not yet taken: one pending wake-up is enough
 
     def put(self, line: bytes) -> int:
         if self.is_finishing:
@@ -286,7 +311,17 @@ class BatchedOutbox(Outbox):
         lines.append(line)
         n = len(lines)
         if n == 1:  # empty -> non-empty: the writer may be asleep
-            self._wake.set()
+            self._signal()
+        return n
+
+    def put_many(self, batch: list[bytes]) -> int:
+        if self.is_finishing:
+            return 0
+        lines = self._lines
+        lines.extend(batch)  # one C call for the whole batch
+        n = len(lines)
+        if n <= len(batch):  # nothing older than this batch is left: the writer may be asleep
+            self._signal()
         return n
 
     def backlog(self) -> int:
@@ -294,18 +329,17 @@ class BatchedOutbox(Outbox):
 
     def finish(self) -> None:
         super().finish()
-        self._wake.set()
+        self._signal()
 
     def abort(self) -> None:
         super().abort()
-        self._wake.set()
+        self._signal()
 
     def _write_loop(self) -> None:
         lines = self._lines
         wake = self._wake
         while True:
-            wake.wait(IDLE_WAIT)
-            wake.clear()
+            wake.acquire(timeout=IDLE_WAIT)  # takes the pending wake-up, if any
             while lines and not self.is_aborted:
                 n = len(lines)
                 pop = lines.popleft
