@@ -34,6 +34,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -457,6 +458,72 @@ class LockOrderDeadlockRoom(UnsafeRoom):
                 return self._leave_locked(conn, reason)  # counts stats.leaves
 
 
+# -- lost-wakeup ------------------------------------------------------------------------------
+
+
+class LostWakeupOutbox(Outbox):
+    """A writer thread that announces it is going to sleep *after* it looked at the queue."""
+
+    has_writer = True
+
+    def __init__(self, sock: socket.socket, name: str, window: float) -> None:
+        super().__init__(sock, name)
+        self.window = window
+        self._lines: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self.is_sleeping = False  # "the writer is waiting: wake it" (read and written without a lock)
+
+    def put(self, line: bytes) -> int:
+        if self.is_finishing:
+            return 0
+        self._lines.append(line)
+        n = len(self._lines)
+        if n == 1 and self.is_sleeping:  # only a sleeping writer needs waking ...
+            self._wake.set()
+        return n
+
+    def backlog(self) -> int:
+        return len(self._lines)
+
+    def finish(self) -> None:
+        super().finish()
+        self._wake.set()
+
+    def abort(self) -> None:
+        super().abort()
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        lines = self._lines
+        while True:
+            while lines and not self.is_aborted:
+                self._send(b"".join([lines.popleft() for _ in range(len(lines))]))
+            if self.is_aborted or self.is_finishing:
+                if not lines or self.is_aborted:
+                    return
+                continue
+            # BUG: "is there work?" was answered above, "I am asleep" is said
+            # here. A put in between finds the queue empty and the writer not
+            # asleep, so it wakes nobody; the writer then sleeps on a queue
+            # that has a line in it, and later puts (not empty to non-empty)
+            # never wake it either.
+            pause(self.window)
+            self.is_sleeping = True
+            self._wake.wait()  # no timeout: it trusts that a put will wake it
+            self._wake.clear()
+            self.is_sleeping = False
+
+
+class LostWakeupSession(Session):
+    """A session whose writer can miss its wake-up."""
+
+    def __init__(self, server: ChatServer, sock: socket.socket, peer: str) -> None:
+        super().__init__(server, sock, peer)
+        assert isinstance(self.room, UnsafeRoom)
+        self.outbox = LostWakeupOutbox(self.sock, peer, self.room.race_window)
+        self.conn = Connection(self.outbox, peer)
+
+
 # -- the catalogue --------------------------------------------------------------------------
 
 
@@ -535,6 +602,13 @@ BUGS: dict[str, Bug] = {
             "two locks taken in opposite orders on two paths: the server hangs",
             LockOrderDeadlockRoom,
             0.005,
+        ),
+        Bug(
+            "lost-wakeup",
+            "a writer checks its queue, then says it sleeps: a line put in between wakes nobody",
+            UnsafeRoom,
+            0.0005,
+            session=LostWakeupSession,
         ),
     )
 }
