@@ -422,14 +422,32 @@ class OwnServer:
         return self.proc.returncode
 
 
+#: Seconds the probe waits for the target to close its side after ours.
+PROBE_LINGER = 1.0
+
+
 def probe(host: str, port: int, timeout: float) -> None:
-    """Raise :class:`SetupError` unless a TCP connection to the target opens."""
+    """Raise :class:`SetupError` unless a TCP connection to the target opens.
+
+    The probe closes its side at once and waits (briefly, bounded) for the
+    server to close too, so that its slot is free again before the bots come:
+    a server whose ``--max-clients`` fits the swarm exactly must not refuse a
+    bot because of the probe.
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise SetupError(f"cannot reach {host}:{port}: {reason}") from None
+    with sock:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(PROBE_LINGER)
+            deadline = time.monotonic() + PROBE_LINGER
+            while time.monotonic() < deadline and sock.recv(4096):
+                pass  # HELLO, then the server's close
+        except OSError as exc:  # timeout or reset: the bots will tell
+            log.debug("probe of %s:%d: %s", host, port, exc)
 
 
 # -- hives: in this process or in workers ------------------------------------------------------
