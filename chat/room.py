@@ -165,6 +165,10 @@ class Room:
         already be valid (:func:`chat.protocol.check_name`).
         """
         key = protocol.name_key(name)
+        # Check, register and announce in ONE critical section: split the check
+        # from the registration and two joiners get one name (--unsafe
+        # name-check-race); announce before registering and the newcomer misses
+        # what follows its JOIN (--unsafe join-before-register).
         with self.lock:
             if self.is_closing:
                 return ErrorCode.TIMEOUT
@@ -195,6 +199,8 @@ class Room:
         """
         name = conn.name
         assert name is not None
+        # Seqs and recipients are fixed in this one critical section (--unsafe
+        # seq-outside-lock splits them; --unsafe torn-writes writes outside it).
         with self.lock:
             if not conn.is_member or self.is_closing:
                 return len(texts), None
@@ -244,7 +250,7 @@ class Room:
         announced again, so a drop racing a ``/quit`` gives one LEAVE. With
         ``quit`` the leaver gets ``BYE`` first and its outbox is finished.
         """
-        with self.lock:
+        with self.lock:  # is_member is checked inside (--unsafe double-leave checks it outside)
             return self._leave_locked(conn, reason)
 
     # -- shutdown ---------------------------------------------------------------
@@ -334,7 +340,10 @@ class Room:
             conn.outbox.abort()
 
     def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:
-        """Unregister and announce. Called with the lock held."""
+        """Unregister and announce, whatever the reason. Called with the lock held.
+
+        Every reason is announced (--unsafe lost-leave forgets ``disconnected``).
+        """
         if not conn.is_member or self.is_closing:
             return False
         assert conn.name is not None
