@@ -774,6 +774,8 @@ class Swarm:
         self.monitor: Monitor | None = None
         self.target = ""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        #: Seconds spent in each step after the bots: for the docs' figures and --log-level INFO.
+        self.timings: dict[str, float] = {}
 
     # The steps, in order. prepare() may raise SetupError; run() never leaves a server behind.
     def prepare(self) -> Monitor:
@@ -945,7 +947,10 @@ class Swarm:
         if self.server is not None:
             self.server.stop()
 
+        t_collect = time.monotonic()
         histories = self._collect(hives, done)
+        self.timings["bots_s"] = round(t_end - t_begin, 3)
+        self.timings["collect_s"] = round(time.monotonic() - t_collect, 3)
         start = released.get("joined", t_begin)
         run_end = stopped_at if stopped_at is not None else released.get("drained", t_end)
         chat_seconds = max(1e-9, min(run_end, start + s.duration) - start) if "joined" in released else 0.0
@@ -1002,7 +1007,10 @@ class Swarm:
             contested_names=self.plan.contested_names,
             run_end=run_end,
         )
+        t_check = time.monotonic()
         report = check_all(histories, config)
+        self.timings["check_s"] = round(time.monotonic() - t_check, 3)
+        log.info("checked %d clients in %.2f s", len(histories), self.timings["check_s"])
         verdict, code = judge(report, s.clients)
         doc = summary_document(
             report,
@@ -1015,10 +1023,12 @@ class Swarm:
             own_server=self.server is not None,
             chat_seconds=chat_seconds,
             interrupted=interrupted,
+            run_end=run_end,
             cpu=cpu,
             metrics=view_to_dict(metrics_view) if metrics_view is not None else None,
             record_dir=self.record_dir,
         )
+        doc["timings"] = dict(self.timings)
         if self.record_dir is not None:
             record.write_json(self.record_dir / record.SUMMARY, doc)
             meta = record.meta_document(
@@ -1050,6 +1060,7 @@ def summary_document(
     own_server: bool,
     chat_seconds: float,
     interrupted: bool,
+    run_end: float,
     cpu: dict[str, Any],
     metrics: dict[str, Any] | None,
     record_dir: Path | None,
@@ -1095,6 +1106,8 @@ def summary_document(
         "violations": violations,
         "cpu": cpu,
         "metrics": metrics,
+        "contested_names": sorted(plan_.contested_names),
+        "run_end": run_end,
         "settings": settings.to_dict(),
         "record": str(record_dir) if record_dir is not None else None,
     }

@@ -75,6 +75,16 @@ def test_every_line_is_one_json_object_and_clients_have_a_header(tmp_path: Path)
     } in docs
 
 
+def test_lines_are_exactly_the_json_of_the_event_dicts(tmp_path: Path) -> None:
+    path = tmp_path / EVENTS
+    histories = sample_histories()
+    write_events(path, histories)
+    expected = [
+        json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in histories_to_dicts(histories)
+    ]
+    assert path.read_text(encoding="utf-8").splitlines() == expected
+
+
 def test_interleaved_events_load_per_client() -> None:
     items = list(histories_to_dicts(sample_histories()))
     headers = [d for d in items if d["k"] == "client"]
