@@ -44,7 +44,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
+from itertools import pairwise, zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -1656,7 +1656,12 @@ def check_all(histories: Sequence[ClientHistory], config: CheckConfig | None = N
     finally:
         if gc_was_enabled:
             gc.enable()
-    violations = [v for r in results for v in r.violations]
+    # Round robin over the checks: the first witnesses shown cover every check
+    # that fired (a root cause with few violations is not buried under the
+    # many consequences another check sees).
+    violations = [
+        v for group in zip_longest(*(r.violations for r in results)) for v in group if v is not None
+    ]
     counts = {r.name: r.count for r in results}
     return Report(
         violations=violations,
@@ -1890,25 +1895,30 @@ def bench_events(n: int, clients: int = 50, seed: int = 1) -> dict[str, float]:
 # -- command line -------------------------------------------------------------------
 
 
-def _read_summary(run_dir: Path) -> dict[str, object]:
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _read_record(run_dir: Path) -> dict[str, object]:
+    """What the run record says about the run (summary.json, then meta.json): settings to reuse.
+
+    Missing or unreadable files give an empty record: the defaults apply.
+    """
+    merged: dict[str, object] = {}
+    for name in ("meta.json", "summary.json"):
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            settings = data.get("settings")
+            if isinstance(settings, dict):
+                merged.update(settings)
+            merged.update({k: v for k, v in data.items() if k != "settings"})
+    return merged
 
 
-def _find(d: dict[str, object], *keys: str) -> object:
-    """The first of ``keys`` found at the top of ``d`` or in its ``settings``/``config``."""
-    for where in (d, d.get("settings"), d.get("config")):
-        if isinstance(where, dict):
-            for k in keys:
-                if k in where:
-                    return where[k]
-    return None
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1960,35 +1970,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: cannot read {events}: {exc}", file=sys.stderr)
         return 2
-    summary = _read_summary(run_dir)
-
-    def number(value: object, default: float) -> float:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-
+    record = _read_record(run_dir)
     contested: frozenset[str]
     if args.contested is not None:
         contested = frozenset(n.strip().lower() for n in args.contested.split(",") if n.strip())
     else:
-        found = _find(summary, "contested_names", "contested")
+        found = record.get("contested_names")
         contested = frozenset(str(n).lower() for n in found) if isinstance(found, list) else frozenset()
-    run_end = _find(summary, "run_end", "ended_at", "end")
     config = CheckConfig(
-        handshake_bound=args.handshake_bound
-        if args.handshake_bound is not None
-        else number(_find(summary, "handshake_bound"), 5.0),
-        delivery_bound=args.delivery_bound
-        if args.delivery_bound is not None
-        else number(_find(summary, "delivery_bound"), 5.0),
+        handshake_bound=args.handshake_bound or _number(record.get("handshake_bound")) or 5.0,
+        delivery_bound=args.delivery_bound or _number(record.get("delivery_bound")) or 5.0,
         contested_names=contested,
-        run_end=float(run_end)
-        if isinstance(run_end, (int, float)) and not isinstance(run_end, bool)
-        else None,
+        run_end=_number(record.get("run_end")),
     )
     report = check_all(histories, config)
     asked = args.asked
     if asked is None:
-        found_asked = _find(summary, "clients", "asked_clients")
-        asked = int(found_asked) if isinstance(found_asked, int) else len({h.bot for h in histories})
+        # The swarm's record: "asked_clients" in summary.json ("clients" counts connections there).
+        found_asked = _number(record.get("asked_clients"))
+        asked = int(found_asked) if found_asked is not None else len({h.bot for h in histories})
     verdict, code = judge(report, asked)
     if args.json:
         doc = report.to_dict()
