@@ -44,6 +44,7 @@ import queue
 import random
 import select
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +84,9 @@ PROGRESS_EVERY = 2.0
 SERVER_START_TIMEOUT = 15.0
 #: Seconds of rates kept for the sparklines.
 SPARK_SECONDS = 60
+#: Seconds a worker process must have been dead, with its "done" still unread,
+#: before the run counts it as died without reporting.
+DEAD_GRACE = 3.0
 #: Seconds between releasing the start and the start itself.
 START_AHEAD = 0.1
 #: The window of the "last 2 s" latency figures.
@@ -857,6 +861,19 @@ class Swarm:
         next_tick = time.time() + 1.0
         next_progress = time.time() + PROGRESS_EVERY
 
+        dead_since: dict[int, float] = {}
+
+        def handle(msg: tuple[Any, ...]) -> None:
+            kind = msg[0]
+            if kind == "report":
+                monitor.add(msg[1])
+            elif kind == "arrive":
+                arrived[msg[2]].add(msg[1])
+            elif kind == "done":
+                done[msg[1]] = (msg[2], msg[3])
+                if msg[3]:
+                    log.error("worker %d failed: %s", msg[1], msg[3])
+
         def release(phase: str) -> None:
             nonlocal drained_deadline
             cpu_marks[phase] = (time.time(), *meter.sample(hives.pids()))
@@ -878,19 +895,9 @@ class Swarm:
                 monitor.set_phase("stopping")
                 hives.send(("stop",))
             try:
-                msg = hives.reports.get(timeout=0.25)
+                handle(hives.reports.get(timeout=0.25))
             except queue.Empty:
-                msg = None
-            if msg is not None:
-                kind = msg[0]
-                if kind == "report":
-                    monitor.add(msg[1])
-                elif kind == "arrive":
-                    arrived[msg[2]].add(msg[1])
-                elif kind == "done":
-                    done[msg[1]] = (msg[2], msg[3])
-                    if msg[3]:
-                        log.error("worker %d failed: %s", msg[1], msg[3])
+                pass
             for phase in PHASES:
                 if phase in released or stopped_at is not None:
                     continue
@@ -912,8 +919,13 @@ class Swarm:
             ):
                 monitor.set_phase("draining")
             for wid in hives.dead_without_done(set(done)):
-                done[wid] = (None, "the worker process died")
-                log.error("worker %d died without reporting", wid)
+                # Its "done" may still be in the queue behind other reports:
+                # only a worker dead for a while with nothing left to read died
+                # without reporting.
+                first_seen = dead_since.setdefault(wid, now)
+                if now - first_seen > DEAD_GRACE:
+                    done[wid] = (None, "the worker process died")
+                    log.error("worker %d died without reporting", wid)
             if now >= hard_deadline and stopped_at is None:
                 log.error("the run passed its hard limit; stopping it")
                 self.stop.set()
@@ -928,14 +940,12 @@ class Swarm:
                 next_progress = now + PROGRESS_EVERY
 
         t_end = time.time()
-        # Last reports still in the queue (the final one of each hive comes before its "done").
+        # Whatever is still in the queue (the last reports come just before each "done").
         while True:
             try:
-                msg = hives.reports.get_nowait()
+                handle(hives.reports.get_nowait())
             except (queue.Empty, OSError, ValueError):
                 break
-            if msg[0] == "report":
-                monitor.add(msg[1])
         hives.join()
         harness_end, server_end = meter.sample([])
         harness_end += 0.0 if hives.in_process else monitor.hive_cpu()  # the workers' last reports
@@ -1016,7 +1026,8 @@ class Swarm:
             report,
             verdict=verdict,
             exit_code=code,
-            line=verdict_line(report, s.clients),
+            line=verdict_line(report, s.clients)
+            + (f" (interrupted after {chat_seconds:.1f} s of chat)" if interrupted else ""),
             settings=s,
             plan_=self.plan,
             target=self.target,
@@ -1185,7 +1196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            monitor = swarm.prepare()
+            try:
+                monitor = swarm.prepare()
+            except SetupError:
+                swarm.close()
+                if record_dir is not None and not args.record:
+                    shutil.rmtree(record_dir, ignore_errors=True)  # the folder we made for nothing
+                raise
             if not use_live:
                 err.print(
                     f"swarm: {describe(swarm.plan)} at {swarm.target}, {settings.scenario}, "

@@ -152,11 +152,19 @@ def _closed_port() -> int:
 
 def test_unreachable_target_is_one_line_and_exit_2(tmp_path: Path) -> None:
     port = _closed_port()
-    proc = swarm("--target", f"127.0.0.1:{port}", "--record", str(tmp_path / "run"), timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.swarm", "--target", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [f"python -m harness.swarm: cannot reach 127.0.0.1:{port}: Connection refused"]
     assert proc.stdout == ""
+    assert not list(tmp_path.glob("runs/*"))  # no empty run record left behind
 
 
 def test_own_server_that_cannot_start_is_exit_2() -> None:
@@ -222,6 +230,7 @@ def test_ctrl_c_stops_cleanly_and_prints_the_summary() -> None:
     assert "Traceback" not in err
     doc = json.loads(out)
     assert doc["interrupted"] is True
+    assert "(interrupted after " in doc["summary"]
     assert doc["verdict"] in ("PASS", "UNKNOWN"), doc["violations"][:3]
     assert proc.returncode == doc["exit_code"]
     assert doc["messages_sent"] > 0
