@@ -71,6 +71,13 @@ GOAL_P99_MS = 3.0  # batched, 200 msg/s, 50 members
 GOAL_MEMBERS = 1000
 GOAL_CHECKER_S = 10.0  # for 1,000,000 events
 
+#: The scale swarm: messages per second over all its bots (each bot parses and records every line, so
+#: this is kept small), the handshake bound it is judged with, and how long one swarm may take.
+SWARM_TOTAL_RATE = 20.0
+SWARM_HANDSHAKE_BOUND = 60.0
+SWARM_DELIVERY_BOUND = 30.0
+SWARM_TIMEOUT = 600.0
+
 SERVER_START_TIMEOUT = 15.0
 SERVER_STOP_TIMEOUT = 5.0
 
@@ -429,44 +436,74 @@ class Bench:
         if importlib.util.find_spec("harness.swarm") is None:
             return {"available": False, "note": "not available: harness.swarm does not exist yet"}
         help_text = _module_help("harness.swarm")
-        if "--no-dashboard" not in help_text or "--json" not in help_text:
-            return {"available": False, "note": "not available: harness.swarm has no --json/--no-dashboard"}
+        needed = (
+            "--json",
+            "--no-dashboard",
+            "--no-record",
+            "--rate",
+            "--procs",
+            "--handshake-bound",
+            "--delivery-bound",
+        )
+        missing = [flag for flag in needed if flag not in help_text]
+        if missing:
+            return {"available": False, "note": f"not available: harness.swarm has no {', '.join(missing)}"}
         results = []
         largest = 0
         for clients in self.s.swarm_sizes:
+            # A scale test, not a stress test: about SWARM_TOTAL_RATE messages/s in all, bots spread over
+            # processes, and liveness bounds that allow for a thousand joins (and quits) arriving at once:
+            # each one is a broadcast that wakes every member's writer.
             cmd = [
                 sys.executable,
                 "-m",
                 "harness.swarm",
                 "--json",
                 "--no-dashboard",
+                "--no-record",
                 "--clients",
                 str(clients),
-                "--no-record",
+                "--duration",
+                str(self.s.swarm_seconds),
+                "--rate",
+                f"{SWARM_TOTAL_RATE / clients:.4g}",
+                "--procs",
+                "2" if clients >= 200 else "1",
+                "--handshake-bound",
+                str(SWARM_HANDSHAKE_BOUND),
+                "--delivery-bound",
+                str(SWARM_DELIVERY_BOUND),
             ]
-            if "--duration" in help_text:
-                cmd += ["--duration", str(self.s.swarm_seconds)]
             if self.s.target:
                 cmd += ["--target", f"{self.s.target[0]}:{self.s.target[1]}"]
-            if "--no-record" not in help_text:
-                cmd.remove("--no-record")
             t0 = time.monotonic()
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SWARM_TIMEOUT)
                 doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+                exit_code: int | None = proc.returncode
+                if not doc:
+                    tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+                    doc = {"verdict": f"no verdict ({tail[0][:200]})"}
             except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-                proc, doc = None, {"verdict": f"error: {exc}"}
+                doc, exit_code = {"verdict": f"error: {exc}"}, None
             verdict = str(doc.get("verdict", "no verdict"))
+            first = [
+                str(v.get("message") if isinstance(v, dict) else v) for v in (doc.get("violations") or [])[:3]
+            ]
             results.append(
                 {
                     "clients": clients,
                     "verdict": verdict,
-                    "exit_code": proc.returncode if proc is not None else None,
+                    "exit_code": exit_code,
+                    "joined": doc.get("joined"),
+                    "violations_total": doc.get("violations_total"),
+                    "checks": doc.get("checks"),
+                    "first_violations": first,
                     "seconds": round(time.monotonic() - t0, 1),
-                    "command": shlex.join(cmd[1:]),
+                    "command": shlex.join(["python", *cmd[1:]]),
                 }
             )
-            self._say(f"swarm {clients} clients: {verdict}")
+            self._say(f"swarm {clients} clients: {verdict} " + "; ".join(first))
             if verdict.upper().startswith("PASS"):
                 largest = clients
             else:
@@ -1265,6 +1302,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         s.sizes = args.members
     if args.memory_members:
         s.memory_sizes = args.memory_members
+        s.swarm_sizes = args.memory_members
     return s
 
 
