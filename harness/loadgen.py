@@ -83,6 +83,8 @@ SAMPLE_SHARE = 0.05
 SAMPLE_FIRST = 2000
 #: How long a worker's poll waits when nothing happens: the bound on noticing a phase change.
 IDLE_POLL = 0.02
+#: Saturation: the receive low-water mark in bytes (about 50 lines).
+RCVLOWAT = 4096
 #: Members a worker connects and joins at once (see ``_Worker.connect_all``).
 JOIN_WAVE = 50
 #: Witnesses kept per worker for each kind of violation.
@@ -337,6 +339,15 @@ class _Worker:
         self.witnesses: list[str] = []
         self.latencies: array[float] = array("d")
         self.parse_all = spec.parse and not self.is_publisher
+        # Saturation only: a socket is reported readable once this many bytes wait (SO_RCVLOWAT), so a
+        # worker takes dozens of lines per recv even from a server that sends one line per send. Well
+        # under the window's bytes, so the slowest member always becomes readable before the window
+        # closes; latency runs read every byte as soon as it lands.
+        self.lowat = (
+            min(RCVLOWAT, spec.window * 16)
+            if spec.kind == "saturate" and hasattr(socket, "SO_RCVLOWAT")
+            else 1
+        )
 
     # -- setup ------------------------------------------------------------------------
     def connect_all(self) -> None:
@@ -414,6 +425,8 @@ class _Worker:
                 return
             m.started = True
             m.tail = b""
+            if self.lowat > 1:
+                _set_lowat(m.sock, self.lowat)
             data = data[i + len(self.marker) :]
             if not data:
                 return
@@ -498,6 +511,10 @@ class _Worker:
             self.receive(IDLE_POLL)  # keep reading: the server must not see us stall
 
     def _drain(self) -> None:
+        if self.lowat > 1:  # the last lines of a run may be fewer than the low-water mark
+            for m in self.members:
+                if not m.closed:
+                    _set_lowat(m.sock, 1)
         deadline = time.monotonic() + self.spec.drain_timeout
         while time.monotonic() < deadline and self.phase.value < EXIT:
             target = self.final_sent.value
@@ -635,6 +652,13 @@ class _Worker:
             ready, _, _ = select.select(socks, [], [], remaining)
             if ready:
                 self.receive(0.0)
+
+
+def _set_lowat(sock: socket.socket, nbytes: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+    except OSError as exc:  # not supported here: every byte wakes the worker, which only costs CPU
+        log.debug("SO_RCVLOWAT %d: %s", nbytes, exc)
 
 
 def _worker_main(
