@@ -143,6 +143,11 @@ class CheckResult:
         if len(self.violations) < self.limit:
             self.violations.append(Violation(self.name, message, witness))
 
+    @property
+    def is_full(self) -> bool:
+        """No more witnesses are kept: costly ones need not be built, only counted."""
+        return len(self.violations) >= self.limit
+
 
 @dataclass
 class Report:
@@ -823,6 +828,9 @@ def check_seq(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
         for sq in seqs:
             counts[sq] = counts.get(sq, 0) + 1
         for i in m.seq_outliers:
+            if res.is_full:
+                res.count += 1
+                continue
             sq = seqs[i]
             prev = seqs[i - 1] if i > 0 else None
             w = {**m.label(), "seq": sq, "after": prev, "position": i, "line": ev[i][P_LINE]}
@@ -942,10 +950,17 @@ def _agreement_by_order(run: ParsedRun, res: CheckResult) -> None:
     positions: dict[int, dict[int, int]] = {}
     for m in members:
         outliers = _outliers(m.order, rank)
+        if res.is_full:
+            res.count += len(outliers)
+            continue
+        out = set(outliers)
         for i in outliers:
+            if res.is_full:
+                res.count += 1
+                continue
             mid = m.order[i]
             # The neighbour it is misplaced against: the nearest kept one before or after.
-            other_mid, before = _neighbour(m.order, outliers, i, rank)
+            other_mid, before = _neighbour(m.order, out, i, rank)
             witness: dict[str, object] = {
                 "client": m.client,
                 "messages": [table.describe(other_mid), table.describe(mid)]
@@ -1042,11 +1057,8 @@ def _lis_outliers(values: Sequence[float]) -> list[int]:
     return [i for i in range(n) if i not in keep]
 
 
-def _neighbour(
-    order: Sequence[int], outliers: Sequence[int], i: int, rank: Sequence[float]
-) -> tuple[int, bool]:
+def _neighbour(order: Sequence[int], out: set[int], i: int, rank: Sequence[float]) -> tuple[int, bool]:
     """A kept message that ``order[i]`` is out of order with; True if it came before it."""
-    out = set(outliers)
     r = rank[order[i]]
     for k in range(i - 1, -1, -1):
         if k not in out:
@@ -1096,6 +1108,9 @@ def check_fifo(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
     table = run.table
     clients = run.clients
     for m in run.members:
+        if res.is_full:
+            res.count += len(m.dups) + len(m.fifo_back)
+            continue
         for pos, mid in m.dups:
             d = table.describe(mid)
             res.add(

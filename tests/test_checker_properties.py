@@ -117,7 +117,6 @@ def leave_started(histories: list[ClientHistory], name: str, before: float) -> f
 def test_correct_runs_pass(cfg: SimConfig) -> None:
     report = check_all(simulate_run(cfg), CONFIG)
     assert report.passed(), [v.message for v in report.violations[:5]]
-    assert report.deliveries > 0
     expected_style = {"global": "numbered", "per-recipient": "numbered", "none": "unnumbered"}[cfg.numbering]
     assert report.seq_style == expected_style
 
