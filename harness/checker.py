@@ -1549,13 +1549,15 @@ def check_names(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
             else:  # unanswered: perhaps registered, we cannot tell until when
                 until = c.closed.t + run.config.delivery_bound if c.closed is not None else _INF
             possible.setdefault(att.name.lower(), []).append((att.t - slack, until, c.client))
+    index = {k: _HolderIndex(spans) for k, spans in possible.items()}
     for c in run.clients:
         for att in c.attempts:
             if att.reply != "name-taken" or att.reply_t is None:
                 continue
             k = att.name.lower()
             start, stop = att.t - slack, att.reply_t
-            if not any(lo <= stop and hi >= start and who != c.client for lo, hi, who in possible.get(k, ())):
+            held = index.get(k)
+            if held is None or not held.anyone_but(c.client, start, stop):
                 res.add(
                     f"{c.client} was refused {att.name} as taken while nobody held it",
                     {
@@ -1567,6 +1569,36 @@ def check_names(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
                     },
                 )
     return res
+
+
+class _HolderIndex:
+    """Possible holding spans of one name, to ask in O(log n): did anyone but X hold it in [a, b]?
+
+    Spans sorted by start; for each prefix, the latest end and, among the other
+    clients, the next latest end. A span overlaps [a, b] iff it starts by b and ends
+    at or after a, so the prefix of spans starting by b answers it.
+    """
+
+    def __init__(self, spans: list[tuple[float, float, str]]) -> None:
+        spans = sorted(spans)
+        self.starts = [lo for lo, _, _ in spans]
+        self.best: list[tuple[float, str, float]] = []  # (latest end, its client, latest end of another)
+        top, who, second = -_INF, "", -_INF
+        for _, hi, client in spans:
+            if hi > top:
+                if client != who:
+                    second = top
+                top, who = hi, client
+            elif client != who and hi > second:
+                second = hi
+            self.best.append((top, who, second))
+
+    def anyone_but(self, client: str, start: float, stop: float) -> bool:
+        i = bisect.bisect_right(self.starts, stop) - 1
+        if i < 0:
+            return False
+        top, who, second = self.best[i]
+        return (top if who != client else second) >= start
 
 
 def check_liveness(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
