@@ -1,6 +1,6 @@
 """The bug catalogue: the CLI around ``--unsafe``, and every bug caught by a short swarm.
 
-The swarm runs are short (16 bots, 1.5 s of chat, liveness bounds of 1.5 s);
+The swarm runs are short (16 bots, 1.5 s of chat, liveness bounds of 1 s);
 each bug shows within a fraction of a second (see docs/bugs.md for the rates of
 the full-size runs).
 """
@@ -108,9 +108,9 @@ def run_swarm(bug: str) -> subprocess.CompletedProcess[str]:
         "--duration",
         "1.5",
         "--handshake-bound",
-        "1.5",
+        "1",
         "--delivery-bound",
-        "1.5",
+        "1",
         "--no-dashboard",
         "--no-record",
         "--json",
