@@ -415,7 +415,10 @@ class _LineParser:
         self.table = table
         self.cache: dict[str, ParsedLine] = {}
         #: Distinct MSG lines (parse tuples) seen, for per-line checks.
-        self.msg_lines: list[ParsedLine] = []
+        #: Distinct MSG lines, each with the index of the first client that got it.
+        self.msg_lines: list[tuple[ParsedLine, int]] = []
+        #: The client being parsed (set by the caller).
+        self.current = -1
         self.numbered = 0
         self.unnumbered = 0
 
@@ -442,7 +445,7 @@ class _LineParser:
                 mid = self.table.intern(payload.bot, payload.n, payload.due)
                 due = payload.due
             p: ParsedLine = (K_MSG, ev.seq, ev.name, ev.name.lower(), mid, due, ev.text, line)
-            self.msg_lines.append(p)
+            self.msg_lines.append((p, self.current))
             return p
         if isinstance(ev, (Join, Leave)):
             if ev.seq is None:
@@ -479,6 +482,7 @@ def _parse_client(
     h: ClientHistory, index: int, parser: _LineParser, config: CheckConfig, latencies: list[float]
 ) -> ParsedClient:
     pc = ParsedClient(index, h.client, h.bot, h.role)
+    parser.current = index
     table = parser.table
     parse = parser.parse
     cached = parser.cache.get
@@ -595,7 +599,7 @@ class ParsedRun:
     seq_style: str
     latencies: list[float]
     #: Distinct MSG lines, for per-line checks (sender attribution).
-    msg_lines: list[ParsedLine]
+    msg_lines: list[tuple[ParsedLine, int]]
     seq_global: bool = False
     members: list[ParsedClient] = field(default_factory=list)
     #: Name key -> earliest lower bound of a handshake line offering it.
@@ -608,7 +612,7 @@ class ParsedRun:
     msg_at_seq: dict[int, int] = field(default_factory=dict)
     #: Lazily built by the checks that need them.
     by_lo: tuple[list[float], list[int]] | None = None
-    leavers: list[ParsedClient] | None = None
+    leavers: tuple[list[ParsedClient], list[float]] | None = None
     unreceived: dict[int, list[int]] | None = None
 
 
@@ -1268,13 +1272,13 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
         for line in c.bad:
             res.add(f"{c.client} got a line that is not the protocol", {**c.label(), "line": line})
     # Sender attribution, once per distinct line: the payload says who sent it.
-    for p in run.msg_lines:
+    for p, first in run.msg_lines:
         mid = p[P_MID]
         if mid < 0:
             continue
         s = table.sender[mid]
         if s >= 0 and clients[s].key != p[P_KEY] and clients[s].is_member:
-            holder = next((m for m in run.members if p in m.ev), None) if res.count < res.limit else None
+            holder = clients[first] if first >= 0 else None
             res.add(
                 f"MSG from {p[P_NAME]} carries a message {clients[s].client} ({clients[s].name}) sent",
                 {
@@ -1418,16 +1422,12 @@ def _check_announced(
     """
     bound = run.config.delivery_bound
     owed: dict[str, list[ParsedClient]] = {}
-    for x in _leavers(run):
-        t0 = x.leave_lo
-        assert t0 is not None
-        if t0 <= m.ok_at:
-            continue
-        if t0 + bound >= m.end_ev:
-            break  # sorted by t0: no later leaver is owed either
-        if x is m:
-            continue
-        owed.setdefault(x.key, []).append(x)
+    leavers, starts = _leavers(run)
+    for x in leavers[bisect.bisect_right(starts, m.ok_at) :]:
+        if (x.leave_lo or 0.0) + bound >= m.end_ev:
+            break  # sorted by their bound: no later leaver is owed either
+        if x is not m:
+            owed.setdefault(x.key, []).append(x)
     for k, xs in owed.items():
         times = sorted(leaves.get(k, ()))
         for i, x in enumerate(sorted(xs, key=lambda x: x.leave_lo or 0.0, reverse=True), 1):
@@ -1447,8 +1447,9 @@ def _check_announced(
                 break
 
 
-def _leavers(run: ParsedRun) -> list[ParsedClient]:
-    """Members that left during the run, by the lower bound of their LEAVE (built once per run)."""
+def _leavers(run: ParsedRun) -> tuple[list[ParsedClient], list[float]]:
+    """Members that left during the run, by the lower bound of their LEAVE, and those bounds
+    (built once per run)."""
     if run.leavers is None:
         out = []
         for x in run.members:
@@ -1456,7 +1457,7 @@ def _leavers(run: ParsedRun) -> list[ParsedClient]:
             if x.leave_lo is not None:
                 out.append(x)
         out.sort(key=lambda x: x.leave_lo or 0.0)
-        run.leavers = out
+        run.leavers = (out, [x.leave_lo or 0.0 for x in out])
     return run.leavers
 
 
