@@ -322,7 +322,6 @@ class ParsedClient:
     closed: Closed | None = None
     #: The last moment this client was observed (Closed, or run end, or last event).
     end_at: float = 0.0
-    first_at: float = 0.0
     #: The member's stream: each broadcast's parsed line and receipt time.
     ev: list[ParsedLine] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
@@ -335,7 +334,7 @@ class ParsedClient:
     bad: list[str] = field(default_factory=list)
     #: ERR lines received as a member (e.g. line-too-long): the server refused something.
     member_errs: int = 0
-    # -- derived (see ParsedRun.derive) --
+    # -- derived (see _derive) --
     recv: set[int] = field(default_factory=set)
     #: First receipt of each message, in stream order.
     order: list[int] = field(default_factory=list)
@@ -348,7 +347,6 @@ class ParsedClient:
     #: max lo() of the messages received: the server reached at least this time
     #: while this client was a member.
     end_ev: float = -_INF
-    last_bcast_at: float = -_INF
     join_seq: int | None = None
     last_seq: int | None = None
     #: The end of the gap-free run of seqs from its JOIN: certainly a member up to there.
@@ -493,8 +491,6 @@ def _parse_client(
     pending = 0  # next attempt awaiting its reply
     member = False
     events: list[Event] = h.events
-    if events:
-        pc.first_at = events[0].t
     for e in events:
         kind = e.kind
         if kind == "received":
@@ -719,8 +715,6 @@ def _derive(run: ParsedRun) -> None:
             if lo > end_ev:
                 end_ev = lo
         m.end_ev = end_ev
-        if m.times:
-            m.last_bcast_at = m.times[-1]
         if numbered and m.ev:
             seqs = [p[P_SEQ] for p in m.ev]
             if None not in seqs:
@@ -1171,6 +1165,8 @@ def _owed_missing(run: ParsedRun, m: ParsedClient) -> dict[int, str]:
     horizon = end - run.config.delivery_bound
     unreceived = _unreceived_by_sender(run)
     for s, maxj in m.max_j.items():
+        if run.clients[s].member_errs:
+            continue  # the server refused one of its lines: which one, we cannot tell
         sent = run.clients[s].sent
         for j in range(maxj - 1, -1, -1):
             mid = sent[j][1]

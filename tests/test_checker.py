@@ -335,6 +335,19 @@ def test_a_dropped_member_is_owed_only_what_it_could_have_read(numbered: bool) -
     assert report.passed(), report.violations
 
 
+def test_a_refused_line_is_not_owed() -> None:
+    histories = base(numbered=False)
+    alice, bob = histories
+    refused = "MSG alice " + P("alice", 1, 3.0)
+    for h in histories:
+        del h.events[index_of(h, refused)]
+    alice.events.insert(
+        index_of(alice, "MSG bob"), Received(3.01, "ERR line-too-long a line is at most 4096 bytes")
+    )
+    report = check_all(histories, CheckConfig(delivery_bound=6.0))
+    assert report.passed(), report.violations
+
+
 def test_fifo_without_seqs() -> None:
     histories = base(numbered=False)
     bob = client(histories, "bob")
