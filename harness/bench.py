@@ -114,6 +114,7 @@ class Settings:
     memory_seconds: float = 2.0
     instrumentation_members: int = 50
     checker_events: int = 1_000_000
+    checker_run: str | None = None
     swarm_sizes: list[int] = field(default_factory=lambda: [100, 500, 1000])
     swarm_seconds: float = 8.0
     connect_timeout: float = 120.0
@@ -517,7 +518,9 @@ class Bench:
 
     # -- checker --------------------------------------------------------------------
     def checker(self) -> None:
-        self.extra["checker"] = checker_speed(self.s.checker_events, self.s.quick or self.s.tiny)
+        self.extra["checker"] = checker_speed(
+            self.s.checker_events, self.s.quick or self.s.tiny, run_dir=self.s.checker_run
+        )
         info = self.extra["checker"]
         if info.get("available"):
             self._say(f"checker: {info['events']:,} events in {info['seconds']:.2f} s")
@@ -600,8 +603,9 @@ def server_baseline(design: str) -> tuple[int | None, int | None]:
 # -- checker speed ---------------------------------------------------------------------------------
 
 
-def checker_speed(events: int, reduced: bool) -> dict[str, Any]:
-    """Events/s through :func:`harness.checker.check_all` on a synthetic clean history of ``events``."""
+def checker_speed(events: int, reduced: bool, run_dir: str | None = None) -> dict[str, Any]:
+    """Events/s through :func:`harness.checker.check_all`: on a synthetic clean history of ``events``,
+    or on the recorded run in ``run_dir`` (a swarm's run record)."""
     if importlib.util.find_spec("harness.checker") is None:
         return {"available": False, "note": "not available: harness.checker does not exist yet"}
     import harness.checker as checker
@@ -609,7 +613,19 @@ def checker_speed(events: int, reduced: bool) -> dict[str, Any]:
     check_all = getattr(checker, "check_all", None)
     if check_all is None:
         return {"available": False, "note": "not available: harness.checker has no check_all()"}
-    histories, run_end = synthetic_histories(events)
+    source = "synthetic"
+    if run_dir is not None:
+        from harness import record
+
+        try:
+            histories, summary, _ = record.load_run(run_dir)
+        except (OSError, ValueError) as exc:
+            return {"available": False, "note": f"not available: cannot load {run_dir}: {exc}"}
+        end = summary.get("run_end")
+        run_end = float(end) if isinstance(end, (int, float)) else None
+        source = str(run_dir)
+    else:
+        histories, run_end = synthetic_histories(events)
     n_events = sum(len(h.events) for h in histories)
     config = checker.CheckConfig(run_end=run_end) if hasattr(checker, "CheckConfig") else None
     t0 = time.perf_counter()
@@ -622,8 +638,9 @@ def checker_speed(events: int, reduced: bool) -> dict[str, Any]:
         "seconds": round(seconds, 3),
         "events_per_s": round(n_events / seconds) if seconds > 0 else None,
         "violations": total,
-        "note": f"{n_events:,} events, fewer than the goal's 1,000,000 (quick mode)"
-        if n_events < 1_000_000 and reduced
+        "history": source,
+        "note": f"{n_events:,} events, fewer than the goal's 1,000,000" + (" (quick mode)" if reduced else "")
+        if n_events < 1_000_000
         else "",
     }
 
@@ -1269,6 +1286,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--checker-events", type=_positive_int, help="checker: events in the history (default: 1,000,000)"
     )
     p.add_argument(
+        "--checker-run",
+        metavar="DIR",
+        help="checker: time it on this recorded run (a swarm's run record) instead of a synthetic history",
+    )
+    p.add_argument(
         "--json",
         metavar="PATH",
         help="also write the summary as JSON to PATH ('-' for stdout, tables then go to stderr)",
@@ -1318,6 +1340,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             setattr(s, name, value)
     if args.members:
         s.sizes = args.members
+    if args.checker_run:
+        s.checker_run = args.checker_run
     if args.memory_members:
         s.memory_sizes = args.memory_members
         s.swarm_sizes = args.memory_members
