@@ -100,7 +100,7 @@ def test_target_mode_benchmarks_a_running_server(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = _load_summary(out)
     assert {r["design"] for r in summary["runs"]} == {"target"}
-    assert all(r["clean"] and r["server_cpu"] is not None for r in summary["runs"])
+    assert all(r["clean"] for r in summary["runs"])
 
 
 @pytest.mark.parametrize(
