@@ -653,6 +653,8 @@ class HiveConfig:
     pad: int = 0
     #: Upper bound on a whole hive's run, after which every bot is stopped.
     hard_limit: float = 120.0
+    #: Wall-clock time the hives started: the origin of the bots' join times.
+    t0: float = 0.0
 
 
 class ReportSink(Protocol):

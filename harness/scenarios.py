@@ -39,6 +39,8 @@ from harness.bot import BURST_CHUNK, MAX_BATCH, Behaviour, BotConnection, BotCon
 
 SCENARIOS = ("chat", "churn", "name-race", "slow", "burst", "mixed")
 ROLES = ("chat", "churn", "racer", "slow", "burst")
+#: Roles that join before the start and stay to the end.
+STEADY_ROLES = ("chat", "slow", "burst")
 
 #: SO_RCVBUF of a slow reader: small, so that the server's side backs up after
 #: a few kilobytes instead of after megabytes of kernel buffers.
@@ -75,6 +77,9 @@ class BotSpec:
     #: The names racers fight over.
     contested: tuple[str, ...] = ()
     seed: int = 0
+    #: Seconds after the hives start at which a steady bot connects: joins
+    #: ramp up at ``--ramp`` bots per second instead of arriving all at once.
+    join_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class Plan:
     @property
     def steady(self) -> int:
         """Bots that join before the start and stay to the end (chat, slow, burst)."""
-        return sum(1 for spec in self.specs if spec.role in ("chat", "slow", "burst"))
+        return sum(1 for spec in self.specs if spec.role in STEADY_ROLES)
 
 
 def _roles(scenario: str, n: int) -> list[str]:
@@ -151,8 +156,14 @@ def plan(
     duration: float,
     seed: int,
     burst: int | None = None,
+    ramp: float = 0.0,
 ) -> Plan:
-    """The bots of a run. Pure: the same arguments give the same plan."""
+    """The bots of a run. Pure: the same arguments give the same plan.
+
+    ``ramp`` is the join rate of the steady bots in bots per second (0: all
+    at once). A real server greets a few hundred connections a second; five
+    hundred at the same instant measure its accept backlog, not its chat.
+    """
     roles = _roles(scenario, clients)
     width = len(str(max(0, clients - 1)))
     racers = roles.count("racer")
@@ -164,22 +175,38 @@ def plan(
     rng = random.Random(seed)
     specs: list[BotSpec] = []
     chat_index = 0
+    steady_index = 0
     for i, role in enumerate(roles):
         bot = f"b{i:0{width}d}"
         spec_seed = rng.randrange(2**32)
+        join_at = 0.0
+        if role in STEADY_ROLES:
+            join_at = steady_index / ramp if ramp > 0 else 0.0
+            steady_index += 1
         if role == "chat":
             who = who_every if chat_index % WHO_ONE_IN == 0 else 0
             chat_index += 1
             phase = rng.random()
             specs.append(
-                BotSpec(bot, role, rate=rate, count=count, who_every=who, phase=phase, seed=spec_seed)
+                BotSpec(
+                    bot,
+                    role,
+                    rate=rate,
+                    count=count,
+                    who_every=who,
+                    phase=phase,
+                    seed=spec_seed,
+                    join_at=join_at,
+                )
             )
         elif role == "burst":
-            specs.append(BotSpec(bot, role, bursts=bursts, burst_size=burst_size, seed=spec_seed))
+            specs.append(
+                BotSpec(bot, role, bursts=bursts, burst_size=burst_size, seed=spec_seed, join_at=join_at)
+            )
         elif role == "racer":
             specs.append(BotSpec(bot, role, rate=rate, contested=contested, seed=spec_seed))
         else:
-            specs.append(BotSpec(bot, role, rate=rate, seed=spec_seed))
+            specs.append(BotSpec(bot, role, rate=rate, seed=spec_seed, join_at=join_at))
     return Plan(scenario, tuple(specs), frozenset(contested))
 
 
@@ -230,6 +257,17 @@ async def give_up(ctx: BotContext, conn: BotConnection, outcome: str) -> None:
         conn.close("drop", f"gave up after the handshake ended with {outcome}")
 
 
+async def leave_in_turn(ctx: BotContext, conn: BotConnection, released: float) -> None:
+    """``/quit`` at the end, in the order and at the rate the steady bots joined.
+
+    Every LEAVE goes to every member still there, so hundreds of bots quitting
+    at one instant are a storm of n² lines; the same ramp as the joins keeps
+    the end of a run from measuring only that.
+    """
+    await ctx.sleep_until(released + ctx.spec.join_at)
+    await conn.quit(ctx.deadline(ctx.config.delivery_bound))
+
+
 async def leave(ctx: BotContext, conn: BotConnection, mode: str) -> None:
     """Leave the room: ``quit`` (wait for BYE), ``drop`` (abrupt close) or ``quit-close``."""
     if mode == "quit":
@@ -266,6 +304,7 @@ def _vary_case(name: str, rng: random.Random) -> str:
 async def chat_role(ctx: BotContext) -> None:
     cfg = ctx.config
     spec = ctx.spec
+    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
     conn = await ctx.connect()
     outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
     if outcome != "ok":
@@ -278,12 +317,12 @@ async def chat_role(ctx: BotContext) -> None:
     if last >= 0:
         await conn.wait_echo(last, ctx.deadline(cfg.delivery_bound))
     await ctx.sleep_until(stop)
-    await ctx.barrier("drained")
-    await conn.quit(ctx.deadline(cfg.delivery_bound))
+    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
 
 
 async def slow_role(ctx: BotContext) -> None:
     cfg = ctx.config
+    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
     conn = await ctx.connect(rcvbuf=SLOW_RCVBUF)
     outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
     if outcome != "ok":
@@ -293,13 +332,13 @@ async def slow_role(ctx: BotContext) -> None:
     conn.pause_reading()
     await ctx.sleep_until(start + cfg.duration)
     conn.resume_reading()
-    await ctx.barrier("drained")
-    await conn.quit(ctx.deadline(cfg.delivery_bound))
+    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
 
 
 async def burst_role(ctx: BotContext) -> None:
     cfg = ctx.config
     spec = ctx.spec
+    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
     conn = await ctx.connect()
     outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
     if outcome != "ok":
@@ -322,8 +361,7 @@ async def burst_role(ctx: BotContext) -> None:
     if last >= 0:
         await conn.wait_echo(last, ctx.deadline(cfg.delivery_bound))
     await ctx.sleep_until(start + cfg.duration)
-    await ctx.barrier("drained")
-    await conn.quit(ctx.deadline(cfg.delivery_bound))
+    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
 
 
 async def churn_role(ctx: BotContext) -> None:

@@ -122,6 +122,8 @@ class SwarmSettings:
     pad: int = 0
     #: Messages per burst; None sizes it to the swarm.
     burst: int | None = None
+    #: Steady bots joining per second (0: all at once).
+    ramp: float = 100.0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -266,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--burst", type=_positive_int, default=None, help="messages per burst (default: sized to the swarm)"
     )
     p.add_argument(
+        "--ramp",
+        type=_rate,
+        default=100.0,
+        help="bots joining per second before the start; 0 joins them all at once (default: %(default)s)",
+    )
+    p.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -302,6 +310,7 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
         delivery=args.delivery,
         pad=args.pad,
         burst=args.burst,
+        ramp=args.ramp,
     )
 
 
@@ -772,6 +781,7 @@ class Swarm:
             duration=settings.duration,
             seed=settings.seed,
             burst=settings.burst,
+            ramp=settings.ramp,
         )
         self.server: OwnServer | None = None
         self.poller: MetricsPoller | None = None
@@ -833,7 +843,8 @@ class Swarm:
         monitor = self.monitor
         assert monitor is not None
         hb, db = s.handshake_bound, s.delivery_bound
-        connect_allowance = hb + 5.0 + s.clients / 100.0
+        ramp_seconds = max((spec.join_at for spec in self.plan.specs), default=0.0)
+        connect_allowance = ramp_seconds + hb + 5.0 + s.clients / 100.0
         hive_config = HiveConfig(
             host=self.host,
             port=self.port,
@@ -841,7 +852,8 @@ class Swarm:
             handshake_bound=hb,
             delivery_bound=db,
             pad=s.pad,
-            hard_limit=connect_allowance + s.duration + 3 * db + hb + 30.0,
+            hard_limit=connect_allowance + ramp_seconds + s.duration + 3 * db + hb + 30.0,
+            t0=time.time(),
         )
         hives = HiveSet(self.plan, hive_config, s.procs, self.workdir)
         meter = CpuMeter(self.server.pid if self.server else None)
