@@ -226,6 +226,8 @@ def test_a_relabelled_message_breaks_membership(cfg: SimConfig, data: st.DataObj
         for i in stream(h)
         if h.events[i].line.startswith("MSG ") and payload(h.events[i].line)  # type: ignore[union-attr]
     ]
+    if not candidates:
+        return
     client, i = data.draw(st.sampled_from(candidates))
     broken = copy(histories)
     h = next(h for h in broken if h.client == client)
@@ -293,6 +295,8 @@ def test_a_missing_join_breaks_membership(cfg: SimConfig, data: st.DataObject) -
             )
             if own or follows:
                 candidates.append((h.client, i))
+    if not candidates:
+        return
     client, i = data.draw(st.sampled_from(candidates))
     broken = copy(histories)
     del next(h for h in broken if h.client == client).events[i]
@@ -306,6 +310,8 @@ def test_a_missing_join_breaks_membership(cfg: SimConfig, data: st.DataObject) -
 def test_a_misnumbered_broadcast_breaks_seq(cfg: SimConfig, data: st.DataObject, shift: int) -> None:
     histories = simulate_run(cfg)
     candidates = [(h.client, i) for h in members(histories) for i in stream(h)[1:]]
+    if not candidates:
+        return
     client, i = data.draw(st.sampled_from(candidates))
     broken = copy(histories)
     h = next(h for h in broken if h.client == client)
