@@ -338,3 +338,11 @@ def test_live_figures_sample_other_senders_but_never_miss_an_own_echo() -> None:
     assert conn.counters.latency.count == 40 // bot.SAMPLE_EVERY + 1
     assert conn.last_echo_n == 7
     assert conn.counters.seq_anomalies == 0
+
+
+def test_steady_bots_join_at_the_ramp_rate_and_the_others_at_the_start() -> None:
+    p = plan("mixed", 30, rate=10, duration=2, seed=1, ramp=10.0)
+    steady = [s for s in p.specs if s.role in ("chat", "slow", "burst")]
+    assert [s.join_at for s in steady] == [i / 10.0 for i in range(len(steady))]
+    assert all(s.join_at == 0.0 for s in p.specs if s.role in ("churn", "racer"))
+    assert all(s.join_at == 0.0 for s in plan("chat", 30, rate=10, duration=2, seed=1, ramp=0).specs)
