@@ -112,6 +112,9 @@ class Settings:
     memory_designs: list[str] = field(default_factory=lambda: list(DESIGNS))
     memory_rate: float = 100.0
     memory_seconds: float = 2.0
+    #: Memory and thread counts barely move between runs, and a 1000-member run takes a while: one
+    #: repetition unless --memory-reps says otherwise.
+    memory_reps: int = 1
     instrumentation_members: int = 50
     checker_events: int = 1_000_000
     checker_run: str | None = None
@@ -402,7 +405,7 @@ class Bench:
             import psutil
 
             designs = [d for d in s.memory_designs if d in s.designs] or s.memory_designs
-            for rep in range(s.reps):
+            for rep in range(s.memory_reps):
                 for members in s.memory_sizes:
                     for design in self._order(rep, designs):
                         record = _run_record("memory", design, members, rep, rate=s.memory_rate)
@@ -436,6 +439,9 @@ class Bench:
                             on_tick=tick,
                         )
                         record.update(baseline_rss=baseline[0], baseline_threads=baseline[1], **probe)
+                        if "deliveries_per_s" in record:
+                            offered = s.memory_rate * members
+                            record["overloaded"] = record["deliveries_per_s"] < OVERLOAD_SHARE * offered
                         if "idle_rss" in probe and baseline[0]:
                             record["bytes_per_member"] = round((probe["idle_rss"] - baseline[0]) / members)
                         self._say(_progress_line(record))
@@ -1024,8 +1030,9 @@ def memory_table(rows: Sequence[dict[str, Any]], swarm: dict[str, Any]) -> Table
         "bytes/member",
         "join all (s)",
         "checks",
+        "note",
     ):
-        t.add_column(col, justify="left" if col in ("design", "checks") else "right")
+        t.add_column(col, justify="left" if col in ("design", "checks", "note") else "right")
     for row in rows:
         if row["case"] != "memory":
             continue
@@ -1040,6 +1047,7 @@ def memory_table(rows: Sequence[dict[str, Any]], swarm: dict[str, Any]) -> Table
             _range(row.get("bytes_per_member"), lambda v: f"{v / 1024:.1f} KiB"),
             _range(row.get("connect_s"), lambda v: f"{v:.1f}"),
             _checks(row),
+            _note(row),
         )
     if swarm.get("available"):
         t.caption = f"largest member count with a PASS swarm: {swarm.get('largest_pass', 0)}"
@@ -1290,6 +1298,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rates", type=_float_list, help="latency: total msg/s (default: 200,2000)")
     p.add_argument("--latency-members", type=_positive_int, help="latency: members (default: 50)")
+    p.add_argument("--memory-reps", type=_positive_int, help="memory: repetitions (default: 1)")
     p.add_argument("--memory-members", type=_int_list, help="memory: member counts (default: 100,500,1000)")
     p.add_argument(
         "--checker-events", type=_positive_int, help="checker: events in the history (default: 1,000,000)"
@@ -1343,6 +1352,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "rates",
         "latency_members",
         "checker_events",
+        "memory_reps",
     ):
         value = getattr(args, name)
         if value is not None:

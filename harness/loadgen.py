@@ -83,6 +83,8 @@ SAMPLE_SHARE = 0.05
 SAMPLE_FIRST = 2000
 #: How long a worker's poll waits when nothing happens: the bound on noticing a phase change.
 IDLE_POLL = 0.02
+#: A member short of the run's total that receives nothing for this long is missing those lines.
+DRAIN_IDLE = 5.0
 #: Saturation: the receive low-water mark in bytes (about 50 lines).
 RCVLOWAT = 4096
 #: Members a worker connects and joins at once (see ``_Worker.connect_all``).
@@ -124,7 +126,8 @@ class LoadSpec:
     #: Every member parses every line and records latencies (the latency case).
     parse: bool = False
     connect_timeout: float = 30.0
-    drain_timeout: float = 10.0
+    #: The longest the end of a run waits for the last lines (see ``_Worker._drain``).
+    drain_timeout: float = 120.0
     #: Makes this run's names unique, so that runs against a long-lived ``--target`` never collide.
     token: str = field(default_factory=lambda: os.urandom(2).hex())
 
@@ -515,13 +518,25 @@ class _Worker:
             for m in self.members:
                 if not m.closed:
                     _set_lowat(m.sock, 1)
-        deadline = time.monotonic() + self.spec.drain_timeout
-        while time.monotonic() < deadline and self.phase.value < EXIT:
+        # An overloaded server may still be working through a long backlog: wait as long as lines keep
+        # arriving (up to drain_timeout), but a member that gets nothing for DRAIN_IDLE seconds while
+        # short of the total is missing those lines for good.
+        now = time.monotonic()
+        deadline = now + self.spec.drain_timeout
+        idle_deadline = now + DRAIN_IDLE
+        last = -1
+        while self.phase.value < EXIT:
+            now = time.monotonic()
+            if now >= deadline or now >= idle_deadline:
+                break
             target = self.final_sent.value
             if target >= 0 and all(m.closed or m.count >= target for m in self.members):
                 break
             self.receive(IDLE_POLL)
             self.publish_counts()
+            total = sum(m.count for m in self.members)
+            if total != last:
+                last, idle_deadline = total, time.monotonic() + DRAIN_IDLE
         self.publish_counts()
 
     def _figures(self) -> dict[str, Any]:
