@@ -20,7 +20,8 @@ A figure from a run in which the generator, not the server, ran out of CPU is ma
 and never counts as the server's (see :func:`harness.loadgen.is_generator_bound`).
 
 Exit status: 0 when every run completed cleanly; 1 when a run failed or saw loss, reordering or a slow drop
-(the figures are still printed); 2 for a usage error.
+(the figures are still printed); 2 for a usage error; 130 when interrupted (Ctrl+C: the runs done so far
+are still reported and recorded).
 """
 
 from __future__ import annotations
@@ -899,11 +900,12 @@ def _rate(v: float | None) -> str:
 
 
 def _range(st: dict[str, float] | None, fmt: Callable[[float], str]) -> str:
+    """``median [min-max]`` over the repetitions (just the value when there was one)."""
     if not st:
         return "-"
     if st["n"] == 1:
         return fmt(st["median"])
-    return f"{fmt(st['median'])}  [{fmt(st['min'])} - {fmt(st['max'])}]"
+    return f"{fmt(st['median'])} [{fmt(st['min'])}-{fmt(st['max'])}]"
 
 
 def _checks(row: dict[str, Any]) -> Text:
@@ -937,8 +939,8 @@ def saturation_table(
     for col in (
         "members",
         "design",
-        "deliveries/s median [min - max]",
-        "per server CPU-s",
+        "M deliveries/s, median [min-max]",
+        "M per server CPU-s",
         "server CPU",
         "gen CPU",
         "machine",
@@ -954,10 +956,10 @@ def saturation_table(
         t.add_row(
             str(row["members"]),
             row["design"],
-            _range(row.get("deliveries_per_s"), lambda v: f"{v / 1e6:.3f} M"),
+            _range(row.get("deliveries_per_s"), lambda v: f"{v / 1e6:.3f}"),
             "-"
             if not row.get("deliveries_per_cpu_s")
-            else f"{row['deliveries_per_cpu_s']['median'] / 1e6:.3f} M",
+            else f"{row['deliveries_per_cpu_s']['median'] / 1e6:.3f}",
             _pct(row.get("server_cpu", {}).get("median") if row.get("server_cpu") else None),
             _pct(row.get("generator_cpu", {}).get("median") if row.get("generator_cpu") else None),
             _pct(row.get("machine_cpu", {}).get("median") if row.get("machine_cpu") else None),
@@ -1024,10 +1026,10 @@ def memory_table(rows: Sequence[dict[str, Any]], swarm: dict[str, Any]) -> Table
     for col in (
         "members",
         "design",
-        "RSS idle",
-        "RSS chatting",
+        "RSS idle MiB",
+        "RSS chatting MiB",
         "threads idle/chatting",
-        "bytes/member",
+        "KiB/member",
         "join all (s)",
         "checks",
         "note",
@@ -1041,10 +1043,10 @@ def memory_table(rows: Sequence[dict[str, Any]], swarm: dict[str, Any]) -> Table
         t.add_row(
             str(row["members"]),
             row["design"],
-            _range(row.get("idle_rss"), _mib),
-            _range(row.get("chat_rss"), _mib),
+            _range(row.get("idle_rss"), lambda v: f"{v / 2**20:.1f}"),
+            _range(row.get("chat_rss"), lambda v: f"{v / 2**20:.1f}"),
             f"{'-' if ti is None else int(ti)} / {'-' if tc is None else int(tc)}",
-            _range(row.get("bytes_per_member"), lambda v: f"{v / 1024:.1f} KiB"),
+            _range(row.get("bytes_per_member"), lambda v: f"{v / 1024:.1f}"),
             _range(row.get("connect_s"), lambda v: f"{v:.1f}"),
             _checks(row),
             _note(row),
@@ -1155,9 +1157,7 @@ def build_summary(bench: Bench, started: float, load_before: list[float] | None)
     )
     summary["instrumentation_cost"] = metr / plain if plain and metr else None
     summary["goals"] = goals(bench, rows, ratio_rows)
-    summary["clean"] = all(r.get("clean") for r in bench.runs if r["case"] != "memory") and not any(
-        r.get("error") for r in bench.runs
-    )
+    summary["clean"] = all(r.get("clean") for r in bench.runs) and not any(r.get("error") for r in bench.runs)
     return summary
 
 
@@ -1384,10 +1384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[yellow]note: the machine is busy (load average {load_before[0]:.1f}); figures will be noisy[/]"
         )
     bench = Bench(settings, progress)
+    interrupted = False
     try:
         bench.run()
     except KeyboardInterrupt:
         progress.print("interrupted: reporting the runs done so far")
+        interrupted = True
     summary = build_summary(bench, started, load_before)
     render(summary, out)
     if not args.no_record:
@@ -1401,6 +1403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with open(args.json, "w", encoding="utf-8") as f:
                 f.write(text + "\n")
+    if interrupted:
+        return 130
     return 0 if summary["clean"] else 1
 
 
