@@ -402,7 +402,7 @@ class BotConnection(asyncio.BufferedProtocol):
     def _on_membership(self, line: str) -> None:
         if self._awaiting_join is not None and line.startswith("JOIN "):
             parts = line.split(" ")
-            if parts[-1] == self._awaiting_join:
+            if parts[-1].lower() == self._awaiting_join.lower():  # the name as the server spelled it
                 self.seqs = len(parts) == 3 and parts[1].isdigit()
                 self._awaiting_join = None
                 self._control.append(Join(int(parts[1]) if self.seqs else None, parts[-1]))

@@ -30,6 +30,7 @@ between churn rounds) are the *schedule* of the load, not synchronisation.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -170,7 +171,6 @@ def plan(
     contested = tuple(f"race{j}" for j in range(max(1, racers // 4))) if racers else ()
     bursts = 1 if scenario == "burst" else 3
     burst_size = burst if burst is not None else default_burst_size(clients, bursts)
-    count = round(rate * duration)
     who_every = max(1, round(rate)) if rate > 0 else 0
     rng = random.Random(seed)
     specs: list[BotSpec] = []
@@ -187,6 +187,8 @@ def plan(
             who = who_every if chat_index % WHO_ONE_IN == 0 else 0
             chat_index += 1
             phase = rng.random()
+            # The messages due within the chat phase: k + phase < rate * duration.
+            count = max(0, math.ceil(rate * duration - phase)) if rate > 0 else 0
             specs.append(
                 BotSpec(
                     bot,
