@@ -1142,6 +1142,7 @@ def build_summary(bench: Bench, started: float, load_before: list[float] | None)
         "settings": bench.s.to_json(),
         "machine": machine_info(),
         "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "seconds": round(time.time() - started, 1),
         "runs": bench.runs,
         "rows": rows,
