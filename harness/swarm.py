@@ -80,6 +80,8 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 MAX_VIOLATIONS_KEPT = 200
 #: Seconds between plain progress lines (no terminal, or --no-dashboard).
 PROGRESS_EVERY = 2.0
+#: SO_SNDBUF of the own server's sockets when the plan has slow readers.
+SLOW_SNDBUF = 4096
 #: Seconds the own server has to print its ``listening on`` line.
 SERVER_START_TIMEOUT = 15.0
 #: Seconds of rates kept for the sparklines.
@@ -335,13 +337,18 @@ class OwnServer:
     stderr goes to ``log_path`` and is searched for ``metrics on URL``.
     """
 
-    def __init__(self, settings: SwarmSettings, log_path: Path) -> None:
+    def __init__(self, settings: SwarmSettings, log_path: Path, *, has_slow: bool = False) -> None:
         max_clients = settings.clients * 2 + 16  # churners and racers reconnect
         args = ["--host", "127.0.0.1", "--port", "0", "--max-clients", str(max_clients)]
         if _server_supports("--metrics-port"):
             args += ["--metrics-port", "0"]
         if settings.delivery:
             args += ["--delivery", settings.delivery]
+        if has_slow and _server_supports("--sndbuf"):
+            # Kernel buffers would otherwise absorb a non-reader's share of a
+            # short run (the send buffer grows to megabytes): with a small
+            # one, a slow reader backs up within seconds and is dropped.
+            args += ["--sndbuf", str(SLOW_SNDBUF)]
         self.command = [sys.executable, "-m", "chat.server", *args, *settings.server_args]
         self.log_path = log_path
         self.proc: subprocess.Popen[str] | None = None
@@ -804,7 +811,8 @@ class Swarm:
             probe(host, port, timeout=max(1.0, s.handshake_bound))
             metrics_url = s.metrics_url
         else:
-            self.server = OwnServer(s, workdir / record.SERVER_LOG)
+            has_slow = any(spec.role == "slow" for spec in self.plan.specs)
+            self.server = OwnServer(s, workdir / record.SERVER_LOG, has_slow=has_slow)
             host, port = self.server.start()
             metrics_url = self.server.metrics_url
         self.host, self.port = host, port
