@@ -194,10 +194,10 @@ def checks_table(rows: Sequence[CheckRow], *, final: bool = False) -> Table:
 def lock_table(view: MetricsView) -> Table:
     """Lock acquisitions, contention and wait/hold percentiles per lock and critical section."""
     table = Table(box=None, pad_edge=False)
-    table.add_column("Lock / section", style="bold")
+    table.add_column("Lock", style="bold", no_wrap=True)
     table.add_column("acquired", justify="right")
     table.add_column("per s", justify="right")
-    table.add_column("contended", justify="right")
+    table.add_column("contended", justify="right", no_wrap=True)
     table.add_column("wait p50", justify="right")
     table.add_column("wait p99", justify="right")
     table.add_column("hold p50", justify="right")
