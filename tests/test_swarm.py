@@ -78,19 +78,9 @@ def test_procs_spreads_bots_over_processes_and_merges_their_records(tmp_path: Pa
     assert not list(run_dir.glob("events.part*"))
 
 
-def test_plain_output_is_one_verdict_line_on_stdout() -> None:
-    proc = swarm(*SHORT, "--no-record")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines() == [proc.stdout.strip()]
-    assert proc.stdout.startswith("PASS: 0 violations in ")
-    # Progress lines and the summary tables go to stderr.
-    assert "Latency" in proc.stderr and "Check" in proc.stderr
-    assert "swarm: 5 bots" in proc.stderr
-
-
-def test_default_record_folder_is_under_runs(tmp_path: Path) -> None:
+def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.swarm", *SHORT, "--clients", "2"],
+        [sys.executable, "-m", "harness.swarm", *SHORT, "--clients", "3"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -98,9 +88,15 @@ def test_default_record_folder_is_under_runs(tmp_path: Path) -> None:
         env=dict(os.environ, PYTHONPATH=REPO),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # stdout: the verdict line alone; progress lines and the summary tables go to stderr.
+    assert proc.stdout.splitlines() == [proc.stdout.strip()]
+    assert proc.stdout.startswith("PASS: 0 violations in ")
+    assert "swarm: 3 bots" in proc.stderr
+    assert "Latency" in proc.stderr and "Check" in proc.stderr
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.endswith("-chat")
-    assert {p.name for p in runs[0].iterdir()} >= {"events.jsonl", "summary.json", "meta.json"}
+    assert {p.name for p in runs[0].iterdir()} >= {"events.jsonl", "summary.json", "meta.json", "server.log"}
+    assert f"run record: runs/{runs[0].name}" in proc.stderr
 
 
 # -- exit code 2: usage and setup errors -----------------------------------------------------------
