@@ -648,8 +648,13 @@ def test_tty_incoming_lines_never_garble_the_line_being_typed(server: ServerProc
             assert text.index("bob: interruption 2") < text.index("alice: hello Xworld")
             # Ctrl+D on an empty line leaves, with exit code 0.
             tmux("send-keys", "-t", pane, "C-d")
-            tmux.wait_screen(pane, lambda lines: tmux.show(pane, "#{pane_dead}") == "1")
-            assert tmux.show(pane, "#{pane_dead_status}") == "0"
+            # tmux marks the pane dead a moment before it records how the process ended.
+            tmux.wait_screen(
+                pane, lambda lines: tmux.show(pane, "#{pane_dead_status}#{pane_dead_signal}") != ""
+            )
+            assert tmux.show(pane, "#{pane_dead_status}") == "0", tmux.show(
+                pane, "signal #{pane_dead_signal}"
+            )
             assert read_until_suffix(bob, " alice quit")
     finally:
         tmux.kill_server()
