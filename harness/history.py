@@ -12,6 +12,7 @@ line, terminator removed) so that a server's exact output is what gets judged.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -180,7 +181,51 @@ def histories_from_dicts(items: Iterable[dict[str, object]]) -> list[ClientHisto
     return list(by_client.values())
 
 
-def load_histories(path: str | os.PathLike[str]) -> list[ClientHistory]:
-    """Read an events.jsonl file (see docs/run-record.md) into histories."""
+#: Lines parsed per ``json.loads`` call by :func:`load_histories`.
+_LOAD_CHUNK = 20_000
+
+
+def _read_dicts(path: str | os.PathLike[str]) -> Iterator[dict[str, object]]:
+    """The JSON objects of a JSON Lines file, parsed many lines per call.
+
+    Joining lines into one JSON array halves the parse time of a large
+    events.jsonl: the per-call overhead of ``json.loads`` is paid per chunk.
+    A chunk that is not valid as a whole is parsed line by line, so that the
+    error names the bad line.
+    """
     with open(path, encoding="utf-8") as f:
-        return histories_from_dicts(json.loads(line) for line in f if line.strip())
+        chunk: list[str] = []
+        for line in f:
+            if line.strip():
+                chunk.append(line)
+            if len(chunk) >= _LOAD_CHUNK:
+                yield from _parse_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from _parse_chunk(chunk)
+
+
+def _parse_chunk(lines: list[str]) -> list[dict[str, object]]:
+    try:
+        items = json.loads("[" + ",".join(lines) + "]")
+    except json.JSONDecodeError:
+        items = [json.loads(line) for line in lines]  # raises on the bad line itself
+    if not all(isinstance(d, dict) for d in items):
+        raise ValueError("an events.jsonl line is not a JSON object")
+    return items  # type: ignore[no-any-return]
+
+
+def load_histories(path: str | os.PathLike[str]) -> list[ClientHistory]:
+    """Read an events.jsonl file (see docs/run-record.md) into histories.
+
+    The cyclic garbage collector is paused while the events are made: they
+    hold no cycles, and a million new objects would otherwise make it run
+    over the growing heap again and again (half the load time).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return histories_from_dicts(_read_dicts(path))
+    finally:
+        if was_enabled:
+            gc.enable()
