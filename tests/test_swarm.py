@@ -27,6 +27,10 @@ from harness.swarm import main
 
 BROKEN = Path(REPO) / "tests" / "fixtures" / "broken_server.py"
 SHORT = ["--clients", "5", "--duration", "1", "--rate", "10", "--no-dashboard", "--seed", "1"]
+#: Runs that must PASS get generous liveness bounds: a CI machine that stalls
+#: for seconds must not turn a correct server into a FAIL. (Echo waits end as
+#: soon as the echo comes, so a bound costs time only when something is wrong.)
+PASSING = [*SHORT, "--handshake-bound", "20", "--delivery-bound", "20"]
 
 
 def swarm(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
@@ -49,7 +53,7 @@ def swarm_json(*args: str) -> tuple[int, dict[str, Any], str]:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_scenario_passes_on_our_server(scenario: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    code, doc, stderr = swarm_json(*SHORT, "--scenario", scenario, "--record", str(run_dir))
+    code, doc, stderr = swarm_json(*PASSING, "--scenario", scenario, "--record", str(run_dir))
     assert doc["verdict"] == "PASS", (doc["summary"], doc["violations"][:3], stderr[-1500:])
     assert code == 0
     assert doc["exit_code"] == 0
@@ -71,7 +75,7 @@ def test_every_scenario_passes_on_our_server(scenario: str, tmp_path: Path) -> N
 
 def test_procs_spreads_bots_over_processes_and_merges_their_records(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    code, doc, _ = swarm_json(*SHORT, "--scenario", "churn", "--procs", "2", "--record", str(run_dir))
+    code, doc, _ = swarm_json(*PASSING, "--scenario", "churn", "--procs", "2", "--record", str(run_dir))
     assert (code, doc["verdict"]) == (0, "PASS"), doc["violations"][:3]
     histories, _, _ = load_run(run_dir)
     assert {h.bot for h in histories} == {f"b{i}" for i in range(5)}
@@ -80,7 +84,7 @@ def test_procs_spreads_bots_over_processes_and_merges_their_records(tmp_path: Pa
 
 def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.swarm", *SHORT, "--clients", "3"],
+        [sys.executable, "-m", "harness.swarm", *PASSING, "--clients", "3"],
         capture_output=True,
         text=True,
         timeout=90,
@@ -177,7 +181,8 @@ def test_full_target_server_gives_unknown_not_pass() -> None:
     with_slots = ServerProcess("--max-clients", "2").start()
     try:
         code, doc, _ = swarm_json(
-            "--target", f"127.0.0.1:{with_slots.port}", "--clients", "4", "--duration", "1", "--no-record"
+            *("--target", f"127.0.0.1:{with_slots.port}", "--clients", "4", "--duration", "1", "--no-record"),
+            *("--handshake-bound", "20", "--delivery-bound", "20"),
         )
     finally:
         assert "Traceback" not in with_slots.stop()
@@ -188,7 +193,10 @@ def test_full_target_server_gives_unknown_not_pass() -> None:
 
 
 def test_no_messages_gives_unknown() -> None:
-    code, doc, _ = swarm_json("--clients", "2", "--duration", "0.5", "--rate", "0", "--no-record")
+    code, doc, _ = swarm_json(
+        *("--clients", "2", "--duration", "0.5", "--rate", "0", "--no-record"),
+        *("--handshake-bound", "20", "--delivery-bound", "20"),
+    )
     assert (code, doc["verdict"]) == (3, "UNKNOWN"), doc["summary"]
     assert doc["deliveries"] == 0
 
@@ -199,7 +207,7 @@ def test_no_messages_gives_unknown() -> None:
 def test_ctrl_c_stops_cleanly_and_prints_the_summary() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.swarm", "--clients", "4", "--duration", "60", "--no-dashboard"]
-        + ["--no-record", "--json"],
+        + ["--no-record", "--json", "--handshake-bound", "20", "--delivery-bound", "20"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -295,7 +303,7 @@ def test_broken_server_fails_with_a_witness(bug: str, broken: Any) -> None:
 @pytest.mark.parametrize("bug", ["none", "no-seq", "per-recipient-seq"])
 def test_correct_servers_of_other_styles_pass(bug: str, broken: Any) -> None:
     target = broken(bug)
-    code, doc, _ = swarm_json(*SHORT, "--target", target, "--scenario", "mixed", "--no-record")
+    code, doc, _ = swarm_json(*PASSING, "--target", target, "--scenario", "mixed", "--no-record")
     assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3])
     if bug == "no-seq":
         assert doc["seq_style"] == "unnumbered"
