@@ -195,6 +195,8 @@ class AutoRelease:
 
 def run_hive(specs: Sequence[BotSpec], port: int, *, duration: float = 1.0, **kw: Any) -> list[ClientHistory]:
     parent = AutoRelease()
+    kw.setdefault("handshake_bound", 20.0)  # generous: a stalled CI machine is not a hung server
+    kw.setdefault("delivery_bound", 20.0)
     config = HiveConfig("127.0.0.1", port, duration=duration, **kw)
     hive = Hive(0, specs, config, BEHAVIOURS, parent, parent.commands)
     histories = hive.run()
