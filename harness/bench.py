@@ -679,7 +679,8 @@ def synthetic_histories(events: int, members: int = 50, senders: int = 5) -> tup
         for other in hists[: i + 1]:
             other.events.append(Received(t + 0.0004, line))
     setup = sum(len(h.events) for h in hists)
-    n_msgs = max(1, (events - setup - members) // (members + 1))  # one Sent, one Received per member
+    # One Sent and one Received per member for each message, and a Closed per member at the end.
+    n_msgs = max(1, math.ceil((events - setup - members) / (members + 1)))
     counters = [0] * senders
     for k in range(n_msgs):
         s = k % senders

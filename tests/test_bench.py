@@ -223,7 +223,7 @@ def test_tables_render_flags_and_ratios() -> None:
 def test_synthetic_history_is_clean_for_the_checker() -> None:
     checker = pytest.importorskip("harness.checker")
     histories, end = bench.synthetic_histories(5000, members=10, senders=3)
-    assert 4500 <= sum(len(h.events) for h in histories) <= 5000
+    assert 5000 <= sum(len(h.events) for h in histories) <= 5000 + 11
     report = checker.check_all(histories, checker.CheckConfig(run_end=end))
     assert report.total() == 0, report.summary_line()
 
