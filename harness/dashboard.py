@@ -295,7 +295,7 @@ def latency_from_dict(d: Mapping[str, Any] | None) -> LatencyFigures:
 
 
 def traffic_table(doc: Mapping[str, Any]) -> Table:
-    table = Table(title="Run", title_justify="left", box=None, pad_edge=False)
+    table = Table(title="Run", title_justify="left", box=None, pad_edge=False, show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     table.add_column("")
@@ -364,8 +364,12 @@ def witness_lines(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
         wtxt = ", ".join(f"{k}={_short(val)}" for k, val in witness.items())
         out.append(f"  [{v.get('check')}] {v.get('message')}" + (f"  ({wtxt})" if wtxt else ""))
     total = sum(int(n) for n in (doc.get("checks") or {}).values())
-    if total > min(limit, len(violations)):
-        out.append(f"  ... {total - min(limit, len(violations)):,} more (see summary.json of the run record)")
+    shown = min(limit, len(violations))
+    if total > shown:
+        where = "summary.json of the run record" if doc.get("record") else "the --json document"
+        out.append(
+            f"  ... {total - shown:,} more (the first {len(violations):,}, with witnesses, are in {where})"
+        )
     return out
 
 

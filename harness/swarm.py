@@ -1261,14 +1261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         err.print(verdict_text(doc))
         for line in witness_lines(doc):
-            err.print(line, markup=False, highlight=False)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
         err.print()
         sys.stdout.write(doc["summary"] + "\n")
         sys.stdout.flush()
         for line in witness_lines(doc):
-            err.print(line, markup=False, highlight=False)
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
     sys.stdout.flush()
     return result.exit_code
 

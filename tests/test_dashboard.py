@@ -246,7 +246,9 @@ def test_witness_lines_say_how_many_more() -> None:
     )
     lines = witness_lines(doc, limit=5)
     assert len(lines) == 6
-    assert lines[-1].startswith("  ... 495 more")
+    assert lines[-1] == "  ... 495 more (the first 200, with witnesses, are in the --json document)"
+    recorded = witness_lines({**doc, "record": "runs/x"}, limit=5)
+    assert recorded[-1].endswith("are in summary.json of the run record)")
 
 
 def test_summary_of_an_interrupted_run_says_so() -> None:
