@@ -1258,18 +1258,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     err.print(summary_view(doc))
     if result.record_dir is not None:
         err.print(f"run record: {result.record_dir}", markup=False, highlight=False)
-    if args.json:
-        err.print(verdict_text(doc))
-        for line in witness_lines(doc):
-            err.print(line, markup=False, highlight=False, soft_wrap=True)
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    else:
-        err.print()
-        sys.stdout.write(doc["summary"] + "\n")
+    try:
+        if args.json:
+            err.print(verdict_text(doc))
+            for line in witness_lines(doc):
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        else:
+            err.print()
+            sys.stdout.write(doc["summary"] + "\n")
+            sys.stdout.flush()
+            for line in witness_lines(doc):
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
         sys.stdout.flush()
-        for line in witness_lines(doc):
-            err.print(line, markup=False, highlight=False, soft_wrap=True)
-    sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head -0`): the exit code still tells.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code
 
 
