@@ -1336,7 +1336,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         s.sizes, s.publishers, s.seconds, s.warmup = [3], 2, 0.5, 0.2
         s.rates, s.latency_members, s.latency_seconds = [50.0], 3, 0.5
         s.memory_sizes, s.memory_designs, s.memory_rate, s.memory_seconds = [5], ["batched"], 20.0, 0.3
-        s.instrumentation_members, s.checker_events, s.swarm_sizes, s.swarm_seconds = 3, 20_000, [5], 2.0
+        s.instrumentation_members, s.checker_events, s.swarm_sizes, s.swarm_seconds = 3, 20_000, [5], 1.0
         s.procs, s.connect_timeout = 1, 30.0
         s.reps = 1
     if args.cases:
