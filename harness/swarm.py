@@ -1207,7 +1207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupts += 1
         stop.set()
         if interrupts == 1:
-            err.print("[yellow]stopping: the bots quit, then the summary of what ran[/]")
+            # os.write, not the console: the handler may run in the middle of a
+            # console write, and a buffered stream refuses a reentrant call.
+            try:
+                os.write(2, b"stopping: the bots quit, then the summary of what ran\n")
+            except OSError:
+                pass  # stderr closed: the summary will say it all the same
 
     try:
         record_dir = _record_dir(args, settings.scenario)
