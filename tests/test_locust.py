@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import re
+import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from helpers import REPO, ServerProcess
@@ -18,7 +16,7 @@ if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)
 
 
-def run_locust(port: int, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_locust(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -37,9 +35,7 @@ def run_locust(port: int, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
             "4s",
             "--stop-timeout",
             "3",
-            "--csv",
-            str(tmp_path / "run"),
-            "--only-summary",
+            "--json",
             *extra,
         ],
         cwd=REPO,
@@ -49,35 +45,32 @@ def run_locust(port: int, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
     )
 
 
-def stats_rows(tmp_path: Path) -> dict[str, dict[str, str]]:
-    with open(tmp_path / "run_stats.csv", newline="") as f:
-        return {row["Name"]: row for row in csv.DictReader(f)}
+def stats_rows(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
+    """locust's final stats (``--json`` on stdout), by request name."""
+    return {row["name"]: row for row in json.loads(result.stdout)}
 
 
-def test_steady_chat_users_join_chat_and_quit_cleanly(server: ServerProcess, tmp_path: Path) -> None:
-    result = run_locust(server.port, tmp_path)
+def test_steady_chat_users_join_chat_and_quit_cleanly(server: ServerProcess) -> None:
+    result = run_locust(server.port)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = stats_rows(tmp_path)
-    assert int(rows["join"]["Request Count"]) == 6
-    assert int(rows["join"]["Failure Count"]) == 0
-    assert int(rows["message"]["Request Count"]) > 0
-    assert int(rows["message"]["Failure Count"]) == 0
-    assert int(rows["Aggregated"]["Failure Count"]) == 0
-    # The CSV is written before the users' on_stop runs; the printed summary has the quits.
-    assert re.search(r"^chat\s+quit\s+6\s+0\(", result.stdout + result.stderr, re.M)
+    rows = stats_rows(result)
+    assert (rows["join"]["num_requests"], rows["join"]["num_failures"]) == (6, 0)
+    assert rows["message"]["num_requests"] > 0
+    assert rows["quit"]["num_requests"] == 6  # every user left with /quit when stopped
+    assert sum(row["num_failures"] for row in rows.values()) == 0
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_server_is_reported_as_failed_joins(tmp_path: Path) -> None:
+def test_unreachable_server_is_reported_as_failed_joins() -> None:
     # A port nobody listens on: bind one, close it, aim there.
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = run_locust(port, tmp_path)
-    rows = stats_rows(tmp_path)
-    assert int(rows["join"]["Failure Count"]) == int(rows["join"]["Request Count"]) > 0
+    result = run_locust(port)
+    rows = stats_rows(result)
+    assert rows["join"]["num_failures"] == rows["join"]["num_requests"] > 0
     assert result.returncode == 1  # locust's exit code when requests failed
 
 
