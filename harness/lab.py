@@ -387,7 +387,8 @@ class RunFrames:
     line, due, how."""
     deliveries: pd.DataFrame
     """One row per chat message received: receiver, receiver_bot, role, t, s, seq, sender (name),
-    sender_bot, n, due, latency_ms (due time to receipt: open loop, as the checker measures it)."""
+    sender_bot, sender_role, n, due, latency_ms (due time to receipt: open loop, as the checker
+    measures it; the checker leaves the ``slow`` receivers out of its percentiles)."""
     members: pd.DataFrame
     """One row per connection: bot, role, joined, sent, received (chat messages), first_s, last_s."""
 
@@ -431,6 +432,7 @@ _DELIVERY_COLUMNS = [
     "seq",
     "sender",
     "sender_bot",
+    "sender_role",
     "n",
     "due",
     "latency_ms",
@@ -464,8 +466,10 @@ def deliveries_frame(histories: Sequence[ClientHistory], start: float | None = N
 
     Lines are parsed by :func:`chat.protocol.parse_server_line` and payloads by
     :func:`harness.history.decode_payload`: the same readings the checker makes.
-    ``seq`` is missing (NA) on a server that does not number its lines.
+    ``seq`` is missing (NA) on a server that does not number its lines;
+    ``sender_role`` is the role of the bot that sent the message.
     """
+    role_of = {h.bot: h.role for h in histories}
     rows = []
     for h in histories:
         for e in h.events:
@@ -490,6 +494,7 @@ def deliveries_frame(histories: Sequence[ClientHistory], start: float | None = N
                     event.seq,
                     event.name,
                     payload.bot,
+                    role_of.get(payload.bot, ""),
                     payload.n,
                     payload.due,
                     latency,
@@ -499,6 +504,37 @@ def deliveries_frame(histories: Sequence[ClientHistory], start: float | None = N
     frame["seq"] = frame["seq"].astype("Int64")
     origin = start if start is not None else (float(frame["t"].min()) if len(frame) else 0.0)
     frame.insert(4, "s", frame["t"] - origin)
+    return frame
+
+
+def stream_frame(histories: Sequence[ClientHistory], client: str, start: float | None = None) -> pd.DataFrame:
+    """One member's broadcast stream: the JOIN, MSG and LEAVE lines it received once it got OK.
+
+    ``position`` counts them from 0, as the checker's witnesses do (``position``
+    in a seq or membership witness is a row here). Columns: position, t, s,
+    kind (``JOIN``/``MSG``/``LEAVE``), seq (NA when unnumbered), name, line.
+    """
+    found = [h for h in histories if h.client == client]
+    if not found:
+        raise KeyError(f"no client {client!r} in the run")
+    rows: list[tuple[object, ...]] = []
+    member = False
+    for e in found[0].events:
+        if not isinstance(e, Received):
+            continue
+        try:
+            event = protocol.parse_server_line(e.line)
+        except protocol.RemoteProtocolError:
+            continue
+        if isinstance(event, protocol.Ok):
+            member = True
+        elif member and isinstance(event, (protocol.Join, protocol.Msg, protocol.Leave)):
+            rows.append((len(rows), e.t, type(event).__name__.upper(), event.seq, event.name, e.line))
+    frame = pd.DataFrame(rows, columns=["position", "t", "kind", "seq", "name", "line"])
+    frame["seq"] = frame["seq"].astype("Int64")
+    if start is None:
+        start = min((e.t for e in found[0].events), default=0.0)
+    frame.insert(2, "s", frame["t"] - start)
     return frame
 
 

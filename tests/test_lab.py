@@ -136,11 +136,24 @@ def test_frames_tabulate_events_deliveries_and_members() -> None:
     assert list(d["receiver"]) == ["a", "a", "b", "b"]  # the line without a payload is no delivery
     assert list(d["seq"]) == [3, 4, 3, 4]
     assert list(d["sender_bot"]) == ["a", "b", "a", "b"]
+    assert set(d["sender_role"]) == {"chat"}
     assert d["latency_ms"].round(3).tolist() == [2.0, 4.0, 1.0, 3.0]
     m = frames.members
     assert m.loc["a", "sent"] == 1 and m.loc["a", "received"] == 3 and bool(m.loc["a", "joined"])
     assert not bool(m.loc["c.2", "joined"]) and m.loc["c.2", "role"] == "churn"
     assert m.loc["b", "first_s"] == pytest.approx(0.25)
+
+
+def test_stream_frame_numbers_a_members_broadcasts_as_the_checker_does() -> None:
+    frames = lab.frames_from_histories(_histories())
+    stream = lab.stream_frame(frames.histories, "a", frames.start)
+    assert stream["kind"].tolist() == ["JOIN", "JOIN", "MSG", "MSG", "MSG"]
+    assert stream["position"].tolist() == [0, 1, 2, 3, 4]
+    assert stream["seq"].tolist() == [1, 2, 3, 4, 5]
+    assert stream["s"].iloc[0] == pytest.approx(0.2)
+    assert lab.stream_frame(frames.histories, "c.2").empty
+    with pytest.raises(KeyError):
+        lab.stream_frame(frames.histories, "nobody")
 
 
 def test_unnumbered_lines_have_no_seq() -> None:
