@@ -19,7 +19,11 @@ connection's lines leave in the order the room produced them.
     A writer thread per member fed by a ``deque``. The broadcaster appends, and
     wakes the writer only when the deque goes from empty to non-empty; the
     writer drains everything pending into one ``sendall``. Under load one
-    wake-up and one syscall carry hundreds of lines.
+    wake-up and one syscall carry hundreds of lines. When the writer is idle
+    (its deque empty, nothing of its in flight), the broadcaster first hands the
+    line to the socket itself with a non-blocking ``send``: a quiet room then
+    costs no thread wake-up at all, and only what the socket does not take at
+    once goes to the writer.
 
 Why "empty to non-empty" loses no wake-up in ``batched``: the producer checks
 ``len(deque) == 1`` *after* its append (``len(deque) <= len(batch)`` after
@@ -30,6 +34,15 @@ deque empty is therefore added to an empty deque by the only producer, which
 sees no older line and wakes the writer; every later line is either drained in
 the same pass or behind that one. (A writer that pops concurrently can only
 make the producer wake it once more than needed.)
+
+Why the idle fast path keeps each connection's order: it runs only under the
+room lock (so after every earlier put) and only when the deque is empty and the
+writer's ``_busy`` flag is clear. The writer sets ``_busy`` *before* it pops and
+clears it only *after* its send returned, so while the flag is clear no older
+line is in the deque or in the writer's hands: nothing older can reach the
+socket after the fast path's bytes. What the socket does not take (a full
+buffer, or a peer that is gone) goes into the deque, to an empty deque, so the
+wake-up rule above applies to it unchanged.
 """
 
 from __future__ import annotations
@@ -286,6 +299,9 @@ class BatchedOutbox(Outbox):
     """A writer thread fed by a deque, woken only on empty to non-empty; one send per drain."""
 
     has_writer = True
+    #: The idle fast path (see the module docstring). Off in tests and
+    #: benchmarks that need lines to stay queued.
+    send_when_idle = True
 
     def __init__(self, sock: socket.socket, name: str = "") -> None:
         super().__init__(sock, name)
@@ -296,6 +312,10 @@ class BatchedOutbox(Outbox):
         # difference is most of what a wake-up costs.
         self._wake = threading.Lock()
         self._wake.acquire()
+        #: True while the writer may hold popped bytes that are not yet in the
+        #: socket: set before it pops, cleared after its send. Written only by
+        #: the writer; the fast path reads it (under the room lock).
+        self._busy = False
 
     def _signal(self) -> None:
         """Wake the writer (or leave it one pending wake-up). Never blocks."""
@@ -308,6 +328,10 @@ class BatchedOutbox(Outbox):
         if self.is_finishing:
             return 0
         lines = self._lines
+        if not lines and not self._busy and self.send_when_idle:
+            line = self._send_now(line)
+            if not line:
+                return 0
         lines.append(line)
         n = len(lines)
         if n == 1:  # empty -> non-empty: the writer may be asleep
@@ -318,11 +342,58 @@ class BatchedOutbox(Outbox):
         if self.is_finishing:
             return 0
         lines = self._lines
+        if not lines and not self._busy and self.send_when_idle:
+            batch = self._send_many_now(batch)
+            if not batch:
+                return 0
         lines.extend(batch)  # one C call for the whole batch
         n = len(lines)
         if n <= len(batch):  # nothing older than this batch is left: the writer may be asleep
             self._signal()
         return n
+
+    # -- the idle fast path, called with the room lock held ------------------------
+    def _send_now(self, data: bytes) -> bytes:
+        """Hand ``data`` to the socket without blocking; return what it did not take.
+
+        Only called when the writer holds no bytes (``_busy`` is false) and the
+        deque is empty, so nothing older than ``data`` can still be on its way:
+        order is kept. A full socket buffer (or a broken peer) leaves the rest
+        to the writer, which will block on it, never the caller.
+        """
+        try:
+            n = self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return data
+        except OSError as exc:
+            # The peer is gone: the writer meets the same error and stops, and
+            # the reader of this connection reports it.
+            log.debug("send to %s failed: %s", self.label, exc)
+            return data
+        self.sends += 1
+        self.bytes_sent += n
+        self.is_stalled = False
+        return data[n:]
+
+    def _send_many_now(self, batch: list[bytes]) -> list[bytes]:
+        """:meth:`_send_now` for a batch: return the lines (or the part of one) it did not take."""
+        if len(batch) == 1:
+            rest = self._send_now(batch[0])
+            return [rest] if rest else []
+        data = b"".join(batch)
+        rest = self._send_now(data)
+        if not rest:
+            return []
+        if len(rest) == len(data):
+            return batch
+        # Keep the backlog counted in lines: the untaken tail of a partly sent
+        # line, then the whole lines after it.
+        taken = len(data) - len(rest)
+        for i, line in enumerate(batch):
+            if taken < len(line):
+                return [line[taken:], *batch[i + 1 :]]
+            taken -= len(line)
+        return []
 
     def backlog(self) -> int:
         return len(self._lines)
@@ -340,11 +411,15 @@ class BatchedOutbox(Outbox):
         wake = self._wake
         while True:
             wake.acquire(timeout=IDLE_WAIT)  # takes the pending wake-up, if any
-            while lines and not self.is_aborted:
-                n = len(lines)
-                pop = lines.popleft
-                chunk = b"".join([pop() for _ in range(n)])
-                self._send(chunk)
+            self._busy = True  # BEFORE the pops: the fast path must not overtake them
+            try:
+                while lines and not self.is_aborted:
+                    n = len(lines)
+                    pop = lines.popleft
+                    chunk = b"".join([pop() for _ in range(n)])
+                    self._send(chunk)
+            finally:
+                self._busy = False  # AFTER the send: nothing of ours is in flight
             if self.is_aborted or (self.is_finishing and not lines):
                 return
 

@@ -76,7 +76,9 @@ class _Members:
         for i in range(members):
             a, b = socket.socketpair()
             self.socks += [a, b]
-            conn = Connection(BatchedOutbox(a, f"m{i}"), f"m{i}")  # writer never started
+            outbox = BatchedOutbox(a, f"m{i}")
+            outbox.send_when_idle = False  # and no writer started: the cost measured is the room's
+            conn = Connection(outbox, f"m{i}")
             self.room.admit(conn)
             self.room.join(conn, f"m{i}")
             self.conns.append(conn)

@@ -75,7 +75,9 @@ def pairs() -> Iterator[list[socket.socket]]:
 def connection(pairs: list[socket.socket], name: str) -> Connection:
     a, b = socket.socketpair()
     pairs.extend((a, b))
-    return Connection(BatchedOutbox(a, name), name)  # writer never started: lines stay queued
+    outbox = BatchedOutbox(a, name)
+    outbox.send_when_idle = False  # and no writer started: lines stay queued, the backlog shows
+    return Connection(outbox, name)
 
 
 def test_collector_reads_room_and_lock(pairs: list[socket.socket]) -> None:

@@ -313,15 +313,24 @@ def read_lines(sock: socket.socket, count: int, timeout: float = 20.0) -> list[b
     return buf.split(b"\n")[:count]
 
 
-@pytest.mark.parametrize("design", [BatchedOutbox, QueuedOutbox])
+class QueueOnlyBatchedOutbox(BatchedOutbox):
+    """``batched`` without its idle fast path: every line goes through the wake-up."""
+
+    send_when_idle = False
+
+
+@pytest.mark.parametrize("design", [BatchedOutbox, QueueOnlyBatchedOutbox, QueuedOutbox])
 def test_no_wake_up_is_lost_when_the_writer_goes_idle_between_bursts(
     sockets: Sockets, monkeypatch: pytest.MonkeyPatch, design: type[Outbox]
 ) -> None:
-    """The empty-to-non-empty wake of the batched design, challenged.
+    """The empty-to-non-empty wake of the batched design, challenged; and its fast path's order.
 
     With the idle timeout made huge, a lost wake-up leaves lines in the queue and
     the reader times out. Bursts alternate between a writer that has gone idle
-    (the consumer caught up first) and one that is still draining.
+    (the consumer caught up first) and one that is still draining. With the fast
+    path on, bursts to an idle writer go straight to the socket while others
+    queue behind a busy writer: a line that overtook an older one shows as a
+    wrong order.
     """
     monkeypatch.setattr(delivery, "IDLE_WAIT", 60.0)
     ours, peer = sockets.pair()
@@ -349,6 +358,27 @@ def test_no_wake_up_is_lost_when_the_writer_goes_idle_between_bursts(
         outbox.abort()
         assert outbox.join(5)
     assert received == [b"%d" % i for i in range(sent)]
+
+
+def test_fast_path_sends_without_the_writer_and_queues_what_the_socket_refuses(sockets: Sockets) -> None:
+    ours, peer = sockets.pair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    outbox = BatchedOutbox(ours, "q")  # no writer started: only the fast path can send
+    assert outbox.put(b"first\n") == 0  # sent at once, nothing queued
+    assert read_lines(peer, 1) == [b"first"]
+    lines = [b"%05d" % i + b"x" * 994 + b"\n" for i in range(300)]  # 300 KB: far more than the buffer
+    left = outbox.put_many(lines)
+    assert 0 < left < len(lines)  # the socket took some lines, the rest wait, counted in lines
+    assert outbox.backlog() == left
+    outbox.start()  # the writer sends the rest, after the part the fast path sent
+    try:
+        got = read_lines(peer, len(lines))
+        assert got == [line[:-1] for line in lines]
+        assert outbox.put(b"after\n") in (0, 1)
+        assert read_lines(peer, 1) == [b"after"]
+    finally:
+        outbox.abort()
+        outbox.join(5)
 
 
 def test_finish_sends_everything_queued_then_stops(sockets: Sockets) -> None:
