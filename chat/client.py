@@ -47,13 +47,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
-from chat import protocol
+from chat import cli, protocol
 from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Leave, Msg, Ok, ServerEvent, Users
 
 PROG = "chat.client"
@@ -691,32 +691,15 @@ class ChatClient:
 # -- command line --------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line on stderr (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535: {text}")
-    return port
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = cli.OneLineParser(
         prog=PROG,
         description="Terminal chat client. Type a line and Enter to send it; /who lists who is here; "
         "exit, /quit, Ctrl+D or Ctrl+C leaves.",
     )
     parser.add_argument("host", nargs="?", default=DEFAULT_HOST, help="server host (default: %(default)s)")
     parser.add_argument(
-        "port", nargs="?", type=_port, default=DEFAULT_PORT, help="server port (default: %(default)s)"
+        "port", nargs="?", type=cli.port(1), default=DEFAULT_PORT, help="server port (default: %(default)s)"
     )
     parser.add_argument(
         "--name", help="username to try first; on a refusal the client says why and asks for another"

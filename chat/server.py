@@ -38,9 +38,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import NoReturn
 
-from chat import protocol
+from chat import cli, protocol
 from chat.delivery import MAX_BACKPRESSURE_WAIT, Delivery, make_outbox, shutdown_socket
 from chat.lockstat import InstrumentedLock, SupportsLock
 from chat.protocol import (
@@ -389,36 +388,6 @@ class ChatServer:
 # -- command line ---------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return value
-
-
 def _window(text: str) -> float:
     try:
         value = float(text)
@@ -429,25 +398,21 @@ def _window(text: str) -> float:
     return value
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line on stderr (exit 2), not the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(
+    parser = cli.OneLineParser(
         prog="python -m chat.server",
         description="Multi-threaded chat server: one thread per client, one lock around the room.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
     parser.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help="TCP port; 0 picks a free one (default: %(default)s)"
+        "--port",
+        type=cli.port(0),
+        default=DEFAULT_PORT,
+        help="TCP port; 0 picks a free one (default: %(default)s)",
     )
     parser.add_argument(
         "--max-clients",
-        type=_positive_int,
+        type=cli.positive_int,
         default=DEFAULT_MAX_CLIENTS,
         help="open connections allowed at once, handshaking ones included (default: %(default)s)",
     )
@@ -461,31 +426,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-line",
-        type=_positive_int,
+        type=cli.positive_int,
         default=protocol.DEFAULT_MAX_LINE,
         help="longest line accepted, in bytes without the terminator (default: %(default)s)",
     )
     parser.add_argument(
         "--max-backlog",
-        type=_positive_int,
+        type=cli.positive_int,
         default=DEFAULT_MAX_BACKLOG,
         help="lines queued for one member before it is dropped as slow (default: %(default)s)",
     )
     parser.add_argument(
         "--handshake-timeout",
-        type=_seconds,
+        type=cli.seconds,
         default=DEFAULT_HANDSHAKE_TIMEOUT,
         help="seconds a new connection has to send an accepted username (default: %(default)s)",
     )
     parser.add_argument(
         "--sndbuf",
-        type=_positive_int,
+        type=cli.positive_int,
         default=None,
         help="SO_SNDBUF for every accepted socket, in bytes (default: the OS's)",
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=cli.port(0),
         default=None,
         help="serve Prometheus metrics (lock contention per critical section, deliveries, backlog) "
         "at http://HOST:PORT/metrics; 0 picks a free port, announced on stderr as "

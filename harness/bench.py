@@ -46,12 +46,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from chat import cli
 from harness.loadgen import LoadError, LoadResult, LoadSpec, run_load
 
 log = logging.getLogger(__name__)
@@ -1193,13 +1194,6 @@ def write_record(summary: dict[str, Any], runs_dir: str, argv: Sequence[str]) ->
 # -- command line ----------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one clear line and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -1233,26 +1227,6 @@ def _choices(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return v
-
-
 def _target(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -1261,7 +1235,7 @@ def _target(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.OneLineParser(
         prog="python -m harness.bench",
         description="Benchmark the chat server's delivery designs: saturation throughput, latency, memory "
         "and scale, lock-metrics cost, checker speed. Prints a table; exit 1 if a run saw loss, "
@@ -1280,7 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--reps",
-        type=_positive_int,
+        type=cli.positive_int,
         help="repetitions of each run, alternating servers (default: 3; 1 with --quick)",
     )
     p.add_argument(
@@ -1290,20 +1264,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--tiny", action="store_true", help="the smallest configuration that exercises every case (for tests)"
     )
     p.add_argument("--members", type=_int_list, help="saturation member counts (default: 10,50,200)")
-    p.add_argument("--publishers", type=_positive_int, help="members that send (default: 5)")
+    p.add_argument("--publishers", type=cli.positive_int, help="members that send (default: 5)")
     p.add_argument(
-        "--seconds", type=_positive_float, help="measured window of each saturation run (default: 3)"
+        "--seconds", type=cli.positive_float, help="measured window of each saturation run (default: 3)"
     )
-    p.add_argument("--window", type=_positive_int, help="saturation: messages in flight (default: 200)")
+    p.add_argument("--window", type=cli.positive_int, help="saturation: messages in flight (default: 200)")
     p.add_argument(
-        "--procs", type=_positive_int, help="receiver processes of the load generator (default: 2)"
+        "--procs", type=cli.positive_int, help="receiver processes of the load generator (default: 2)"
     )
     p.add_argument("--rates", type=_float_list, help="latency: total msg/s (default: 200,2000)")
-    p.add_argument("--latency-members", type=_positive_int, help="latency: members (default: 50)")
-    p.add_argument("--memory-reps", type=_positive_int, help="memory: repetitions (default: 1)")
+    p.add_argument("--latency-members", type=cli.positive_int, help="latency: members (default: 50)")
+    p.add_argument("--memory-reps", type=cli.positive_int, help="memory: repetitions (default: 1)")
     p.add_argument("--memory-members", type=_int_list, help="memory: member counts (default: 100,500,1000)")
     p.add_argument(
-        "--checker-events", type=_positive_int, help="checker: events in the history (default: 1,000,000)"
+        "--checker-events", type=cli.positive_int, help="checker: events in the history (default: 1,000,000)"
     )
     p.add_argument(
         "--checker-run",

@@ -28,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from chat import cli
 from harness.demo import DEFAULT_CLIENTS, DEFAULT_DURATION, RunOutcome, outcome_dict, run_swarm
 
 PROG = "python -m harness.bugrate"
@@ -174,42 +175,19 @@ def measure(
     return tallies
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
-    return value
-
-
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 600: {text}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.OneLineParser(
         prog=PROG,
         description="Measure how often the swarm catches each --unsafe bug, and that the safe server "
         "never fails, over many runs.",
     )
     p.add_argument("bugs", nargs="*", metavar="BUG", help="bugs to measure (default: all)")
-    p.add_argument("--runs", type=_positive_int, default=20, help="runs per bug (default: %(default)s)")
+    p.add_argument(
+        "--runs", type=cli.non_negative_int, default=20, help="runs per bug (default: %(default)s)"
+    )
     p.add_argument(
         "--safe-runs",
-        type=_positive_int,
+        type=cli.non_negative_int,
         default=100,
         help="runs of the safe server per scenario (default: %(default)s)",
     )
@@ -219,15 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenarios of the safe runs, comma-separated (default: all)",
     )
     p.add_argument(
-        "--clients", type=_positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
+        "--clients", type=cli.positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
     )
     p.add_argument(
         "--duration",
-        type=_duration,
+        type=cli.seconds_at_most(600),
         default=DEFAULT_DURATION,
         help="seconds of chat per run (default: %(default)s)",
     )
-    p.add_argument("--jobs", type=_positive_int, default=1, help="swarms run at once (default: %(default)s)")
+    p.add_argument(
+        "--jobs", type=cli.positive_int, default=1, help="swarms run at once (default: %(default)s)"
+    )
     p.add_argument("--detect", action="store_true", help="also measure the time to first detection (slower)")
     p.add_argument("--out", metavar="FILE", help="append every run's result to FILE as JSON Lines")
     p.add_argument("--json", action="store_true", help="print the tallies as one JSON document")

@@ -33,6 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from chat import cli
 from harness.history import ClientHistory
 
 PROG = "python -m harness.demo"
@@ -280,33 +281,8 @@ def demo_table(rows: Sequence[tuple[RunOutcome, RunOutcome | None]]) -> Table:
 # -- command line ------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 600:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 600: {text}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = cli.OneLineParser(
         prog=PROG,
         description="Run the swarm against the server with each catalogued bug injected, and against "
         "the safe server, and show what the harness caught.",
@@ -314,10 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bugs", nargs="*", metavar="BUG", help="bugs to show (default: all); see docs/bugs.md")
     p.add_argument(
-        "--clients", type=_positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
+        "--clients", type=cli.positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
     )
     p.add_argument(
-        "--duration", type=_seconds, default=DEFAULT_DURATION, help="seconds of chat (default: %(default)s)"
+        "--duration",
+        type=cli.seconds_at_most(600),
+        default=DEFAULT_DURATION,
+        help="seconds of chat (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=None, help="scenario seed for every run (default: random)")
     p.add_argument("--keep", metavar="DIR", help="keep the run records under DIR (default: discarded)")

@@ -60,6 +60,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from chat import cli
 from harness import record
 from harness.bot import PHASES, Hive, HiveConfig, HiveReport, LatencyHistogram, split_round_robin
 from harness.dashboard import (
@@ -135,46 +136,6 @@ class SwarmSettings:
         return d
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a rate: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
-    return value
-
-
 def parse_target(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> ``(host, port)``."""
     host, sep, port_text = text.rpartition(":")
@@ -190,27 +151,23 @@ def parse_target(text: str) -> tuple[str, int]:
     return host, port
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr, exit 2."""
-
-    def error(self, message: str) -> Any:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = cli.OneLineParser(
         prog=PROG,
         description="Run a swarm of bots against a chat server, check every recorded history for "
         "ordering, loss and membership faults, show it live and record the run.",
         epilog="exit codes: 0 PASS, 1 FAIL (a violation), 3 UNKNOWN (too little happened to judge), "
         "2 usage or setup error",
     )
-    p.add_argument("--clients", type=_positive_int, default=50, help="bots (default: %(default)s)")
+    p.add_argument("--clients", type=cli.positive_int, default=50, help="bots (default: %(default)s)")
     p.add_argument(
-        "--duration", type=_seconds, default=10.0, help="seconds of the chat phase (default: %(default)s)"
+        "--duration", type=cli.seconds, default=10.0, help="seconds of the chat phase (default: %(default)s)"
     )
     p.add_argument(
-        "--rate", type=_rate, default=10.0, help="messages per second per chatting bot (default: %(default)s)"
+        "--rate",
+        type=cli.rate,
+        default=10.0,
+        help="messages per second per chatting bot (default: %(default)s)",
     )
     p.add_argument("--scenario", choices=SCENARIOS, default="chat", help="what the bots do (default: chat)")
     p.add_argument(
@@ -236,19 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed of the scenario (default: random)")
     p.add_argument(
         "--procs",
-        type=_positive_int,
+        type=cli.positive_int,
         default=1,
         help="worker processes the bots are spread over, for hundreds of bots (default: %(default)s)",
     )
     p.add_argument(
         "--handshake-bound",
-        type=_seconds,
+        type=cli.seconds,
         default=5.0,
         help="seconds a handshake may take before it counts as hung (default: %(default)s)",
     )
     p.add_argument(
         "--delivery-bound",
-        type=_seconds,
+        type=cli.seconds,
         default=5.0,
         help="seconds a message may take to arrive before it counts as hung (default: %(default)s)",
     )
@@ -265,14 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra arguments for the own server, e.g. --server-arg='--unsafe no-lock' (repeatable)",
     )
     p.add_argument(
-        "--pad", type=_non_negative_int, default=0, help="bytes of padding per message (default: 0)"
+        "--pad", type=cli.non_negative_int, default=0, help="bytes of padding per message (default: 0)"
     )
     p.add_argument(
-        "--burst", type=_positive_int, default=None, help="messages per burst (default: sized to the swarm)"
+        "--burst",
+        type=cli.positive_int,
+        default=None,
+        help="messages per burst (default: sized to the swarm)",
     )
     p.add_argument(
         "--ramp",
-        type=_rate,
+        type=cli.rate,
         default=100.0,
         help="bots joining per second before the start; 0 joins them all at once (default: %(default)s)",
     )
