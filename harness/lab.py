@@ -74,6 +74,7 @@ class LabServer:
     metrics_url: str | None = None
     returncode: int | None = None
     _log_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    _final_log: str | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -89,7 +90,9 @@ class LabServer:
         return self.proc.poll() is None
 
     def log(self) -> str:
-        """What the server wrote on stderr so far."""
+        """What the server wrote on stderr so far (all of it, once stopped)."""
+        if self._final_log is not None:
+            return self._final_log
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -111,6 +114,9 @@ class LabServer:
                 self.returncode = self.proc.wait(timeout)
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+            self._final_log = self.log()
+            if self._log_dir is not None:
+                self._log_dir.cleanup()  # the log is kept in memory; no folder is left behind
             atexit.unregister(self.stop)
         return self.returncode
 

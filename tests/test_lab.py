@@ -29,6 +29,7 @@ def test_server_starts_on_a_free_port_and_stops_by_pid() -> None:
     assert code == 0 and not srv.is_running
     assert srv.stop() == 0  # idempotent
     assert "Traceback" not in srv.log()
+    assert not srv.log_path.parent.exists()  # its log folder is removed, the text kept
 
 
 def test_a_server_that_cannot_start_is_one_clear_error() -> None:
