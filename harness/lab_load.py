@@ -134,6 +134,10 @@ def run_sweep(
     ``--ramp`` (0: all bots join at once; the join is not what is measured).
     Records go to ``record_root/<design>-<clients>/``. A run that gives no
     verdict raises RuntimeError (from :func:`harness.lab.run_swarm`).
+
+    The swarm is not given the metrics URL: the two scrapes around each run
+    are all the figures need, and a server scraped every second meanwhile
+    would count serving those pages in its CPU time.
     """
     root = Path(record_root)
     max_clients = max(clients) * CLIENTS_HEADROOM + 16
@@ -158,8 +162,6 @@ def run_sweep(
                         f"{ramp:g}",
                         "--target",
                         srv.address,
-                        "--metrics",
-                        srv.metrics_url,
                     ],
                 )
                 cpu_after = server_cpu_seconds(srv.pid)
