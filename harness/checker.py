@@ -116,6 +116,14 @@ class CheckConfig:
     clock_slack: float = 0.02
     #: Longest line the server accepts; longer bot messages are not owed.
     max_line: int = 4096
+    #: Other clients, whose histories are not given, may share the server (a
+    #: distributed locust worker judges only its own users; people may chat
+    #: during a run). What needs their histories is then not judged: a name
+    #: no given client offered is not a phantom, a MSG whose sender is unknown
+    #: or a LEAVE seen without its JOIN owes no JOIN, a name refused as taken
+    #: may have been held by one of them, and the seq rule of loss is off (one
+    #: of them may have reused a name). False: the histories are the whole run.
+    foreign_clients: bool = False
 
 
 @dataclass
@@ -1181,7 +1189,13 @@ def _owed_missing(run: ParsedRun, m: ParsedClient) -> dict[int, str]:
             mid = sent[j][1]
             if lo_of[mid] > start:
                 missing[mid] = "sender"
-    if run.seq_global and m.clean_quit and m.join_seq is not None and m.last_seq is not None:
+    if (
+        run.seq_global
+        and m.clean_quit
+        and m.join_seq is not None
+        and m.last_seq is not None
+        and not run.config.foreign_clients
+    ):
         # Inside m's stream a lost seq is a gap (the seq check); after it, up to
         # m's LEAVE as the others numbered it, only this rule sees a loss.
         ls = _leave_seq_after(run, m.key, m.last_seq)
@@ -1261,6 +1275,7 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
     clients = run.clients
     offered = run.first_offer
     numbered_global = run.seq_global and run.seq_style in ("numbered", "mixed")
+    foreign = run.config.foreign_clients
     phantoms_reported: set[tuple[int, str]] = set()
     for c in run.clients:
         for line in c.early:
@@ -1306,7 +1321,7 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
             st = state.get(k)
             if code == K_MSG and st == _PRESENT:
                 continue  # the common case, first
-            if k not in offered and (m.index, k) not in phantoms_reported:
+            if k not in offered and not foreign and (m.index, k) not in phantoms_reported:
                 phantoms_reported.add((m.index, k))
                 res.add(
                     f"{m.client} got {_KIND_NAMES[code]} of {p[P_NAME]}, a name no client ever offered",
@@ -1349,7 +1364,7 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
                             f"{m.client} got LEAVE of {p[P_NAME]}, who had already left",
                             {**m.label(), "of": p[P_NAME], "position": pos, "line": p[P_LINE]},
                         )
-                elif st is None and offered.get(k, _INF) > m.ok_at:
+                elif st is None and offered.get(k, _INF) > m.ok_at and not foreign:
                     res.add(
                         f"{m.client} got LEAVE of {p[P_NAME]} without its JOIN",
                         {**m.label(), "of": p[P_NAME], "position": pos, "line": p[P_LINE]},
@@ -1373,6 +1388,8 @@ def _missing_join(run: ParsedRun, m: ParsedClient, p: ParsedLine) -> str | None:
     """
     mid = p[P_MID]
     if mid < 0 or run.table.sender[mid] < 0:
+        if run.config.foreign_clients:
+            return None  # perhaps a client whose history is not given: when it registered is unknown
         if run.first_offer.get(p[P_KEY], _INF) > m.ok_at:
             return f"{m.client} got MSG of {p[P_NAME]} before its JOIN"
         return None
@@ -1474,7 +1491,7 @@ def _check_users(
     if m.key not in keys:
         res.add(f"{m.client} asked /who and is not in the answer", w)
     for n in names:
-        if n.lower() not in run.first_offer:
+        if n.lower() not in run.first_offer and not run.config.foreign_clients:
             res.add(f"{m.client} got USERS with {n}, a name no client ever offered", {**w, "phantom": n})
     for k, st in state.items():
         if st == _PRESENT and k not in keys:
@@ -1530,6 +1547,8 @@ def check_names(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
                 )
             if best is None or span[1] > best[1]:
                 best = span
+    if run.config.foreign_clients:
+        return res  # a refused name may have been held by a client whose history is not given
     # Refusals: someone must possibly have held the name then.
     possible: dict[str, list[tuple[float, float, str]]] = {}
     for c in run.clients:
