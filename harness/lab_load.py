@@ -170,22 +170,24 @@ def run_sweep(
     return points
 
 
-def sweep_frame(points: Iterable[LoadPoint]) -> pd.DataFrame:
+def sweep_frame(points: Iterable[LoadPoint], site: str = "", lock: str = REGISTRY) -> pd.DataFrame:
     """One row per run: offered and achieved deliveries/s, latency, server CPU, and the lock's figures.
 
     Columns: design, clients, verdict, offered_per_s, achieved_per_s,
     chat_s, p50_ms, p99_ms, max_ms (latency from each message's due time to
     its receipt), server_cpu_s, cpu_us_per_delivery (server CPU per delivery
-    received), acquisitions, contended_share, wait_p99_ms, hold_p50_ms,
-    hold_p99_ms (the registry lock over the whole run) and lock_busy (seconds
-    the lock was held per second of chat phase: 0.5 means held half the time).
+    received), then the lock's figures over the whole run: acquisitions,
+    contended_share, wait_p99_ms, hold_p50_ms, hold_p99_ms, and lock_busy
+    (seconds held per second of chat phase: 0.5 means held half the time).
+    The lock figures are those of ``site`` (a critical section, e.g. ``say``)
+    or, with ``site`` empty, of the whole lock.
     """
     rows = []
     for p in points:
         latency = p.run.summary.get("latency_ms") or {}
         locks = p.locks()
-        whole = locks[(locks["lock"] == REGISTRY) & (locks["site"] == "")]
-        lk = whole.iloc[0] if len(whole) else None
+        found = locks[(locks["lock"] == lock) & (locks["site"] == site)]
+        lk = found.iloc[0] if len(found) else None
         deliveries = float(p.run.summary.get("deliveries", 0))
         rows.append(
             {
@@ -205,7 +207,7 @@ def sweep_frame(points: Iterable[LoadPoint]) -> pd.DataFrame:
                 "wait_p99_ms": lk["wait_p99_ms"] if lk is not None else None,
                 "hold_p50_ms": lk["hold_p50_ms"] if lk is not None else None,
                 "hold_p99_ms": lk["hold_p99_ms"] if lk is not None else None,
-                "lock_busy": p.hold_seconds() / p.chat_seconds if p.chat_seconds > 0 else None,
+                "lock_busy": p.hold_seconds(site, lock) / p.chat_seconds if p.chat_seconds > 0 else None,
             }
         )
     frame = pd.DataFrame(rows)
