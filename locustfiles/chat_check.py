@@ -169,7 +169,10 @@ def judge_here(environment: Any) -> dict[str, Any]:
     foreign = opts.shared_server or isinstance(runner, WorkerRunner)
     report = check_all(histories, check_config(opts, RECORDER.contested, now, foreign))
     view = " (this worker's users only)" if isinstance(runner, WorkerRunner) else ""
-    line = f"chat check{view}: {report.summary_line()}; {report.clients} connections, {report.joined} joined"
+    line = (
+        f"chat check{view}: {report.summary_line()}; {report.clients} connections, "
+        f"{report.joined} joined; checked in {report.elapsed:.2f} s"
+    )
     if report.passed():
         log.info(line)
     else:

@@ -153,13 +153,13 @@ class ChatClient:
             for i, name in enumerate(names):
                 self._awaiting_join = True
                 self._send(name)
-                answer = self._expect(wait, (protocol.Ok, protocol.Err), f"an answer to the name {name}")
+                answer = self._expect(wait, (protocol.Ok, protocol.Err), f"answer to the name {name}")
                 if isinstance(answer, protocol.Ok):
                     break
                 assert isinstance(answer, protocol.Err)
                 if answer.code is not protocol.ErrorCode.NAME_TAKEN or i == len(names) - 1:
                     raise ChatError(_err_text(answer))
-            self._expect(wait, protocol.Join, "the own JOIN")
+            self._expect(wait, protocol.Join, "JOIN of this user")
         except ChatError as exc:
             self._fire("join", started, exc=exc)
             self.close("timeout" if isinstance(exc, AnswerTimeout) else "drop", str(exc))
@@ -176,7 +176,7 @@ class ChatClient:
         try:
             self._send(text, due=t)
             while True:
-                echo = self._expect(wait, protocol.Msg, "the message's echo")
+                echo = self._expect(wait, protocol.Msg, "echo of the message")
                 payload = decode_payload(echo.text)
                 if payload is not None and payload.n == n:
                     break  # an older echo (of a message that timed out) is passed over
@@ -274,7 +274,7 @@ class ChatClient:
         except Empty:
             raise AnswerTimeout(f"no {what} within {wait.bound:g} s") from None
         if event is _EOF and not closed_ok:
-            raise ChatError(f"the server closed the connection while we waited for {what}")
+            raise ChatError(f"the server closed the connection (waiting for {what})")
         return event
 
     def _expect(self, wait: _Wait, kinds: type | tuple[type, ...], what: str) -> Any:
@@ -286,7 +286,7 @@ class ChatClient:
             if isinstance(event, protocol.Err):
                 raise ChatError(_err_text(event))
             if isinstance(event, protocol.Bye):
-                raise ChatError(f"BYE {event.text}".rstrip() + f" while we waited for {what}")
+                raise ChatError(f"BYE {event.text}".rstrip() + f" (waiting for {what})")
             if isinstance(event, protocol.RemoteProtocolError):
                 raise ChatError(f"protocol error: {event}")
 
