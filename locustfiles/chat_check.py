@@ -304,7 +304,10 @@ def _on_init(environment: Any, **_: Any) -> None:
     elif isinstance(runner, WorkerRunner):
         # Concurrent: stopping the users takes a moment, and the worker keeps
         # answering heartbeats meanwhile.
-        runner.register_message(REQUEST, _on_request, concurrent=True)
+        try:
+            runner.register_message(REQUEST, _on_request, concurrent=True)
+        except TypeError:  # a locust older than the concurrent flag: handled inline
+            runner.register_message(REQUEST, _on_request)
 
 
 @events.test_start.add_listener

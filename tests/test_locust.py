@@ -404,7 +404,7 @@ def locust_ui(server_port: int) -> Iterator[LocustUI]:
 def test_web_ui_drives_a_swarm_through_its_http_api(server: ServerProcess) -> None:
     with locust_ui(server.port) as ui:
         page = urllib.request.urlopen(ui.url + "/", timeout=10).read().decode()
-        assert "chat_wait_min" in page or "locust" in page.lower()
+        assert "chat_wait_min" in page and "chat_who_weight" in page  # the options, editable in the UI
         started = ui.post("/swarm", {"user_count": "3", "spawn_rate": "3", "host": ui.host})
         assert started["success"], started
         rows = ui.wait_stats(lambda r: r.get("message", {}).get("num_requests", 0) > 5)
