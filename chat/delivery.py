@@ -50,6 +50,7 @@ from __future__ import annotations
 import enum
 import logging
 import queue
+import select
 import socket
 import threading
 import time
@@ -81,10 +82,13 @@ STALL_SLICES_MIN = 5
 #: its progress shows while a large batch drains into a slow peer.
 SEND_SLICE = 65536
 
-#: The longest one reader's batch of lines waits for congested recipients in
-#: total; a recipient still congested then is marked stalled, and the lines go
-#: out regardless (a recipient that still cannot take them overflows and is
-#: dropped as slow).
+#: The longest one reader's batch of lines waits for a congested recipient whose
+#: *peer* is behind (its socket cannot take more: the client reads slower
+#: than the room talks); that recipient is then marked stalled, and the
+#: lines go out regardless (if it still cannot take them it overflows and is
+#: dropped as slow). A recipient whose socket is empty is behind only because
+#: the server is (its writer starved of CPU): readers keep waiting for it, a
+#: new period at a time, since dropping it would punish a client that reads.
 MAX_BACKPRESSURE_WAIT = 2.0
 
 
@@ -214,11 +218,13 @@ class Outbox:
                 while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
                     now = time.monotonic()
                     if now >= deadline:
-                        # It kept a reader waiting for the longest pause allowed:
-                        # treat it as stalled until its writer makes progress.
-                        self.is_stalled = True
-                        log.info("%s stalled: still congested at the deadline", self.label)
-                        return
+                        if peer_is_behind(self.sock):
+                            # Its client reads slower than the room talks, and has kept a
+                            # reader waiting for the longest pause allowed: treat it as
+                            # stalled until its writer makes progress.
+                            self.is_stalled = True
+                            log.info("%s stalled: its peer is still behind at the deadline", self.label)
+                        return  # else the server is behind, not the peer: the reader decides
                     if self.bytes_sent != progress:
                         progress, since, idle_slices = self.bytes_sent, now, 0
                     elif now - since >= STALL_TIMEOUT and idle_slices >= STALL_SLICES_MIN:
@@ -430,6 +436,24 @@ def make_outbox(design: Delivery, sock: socket.socket, name: str = "") -> Outbox
     if design is Delivery.QUEUED:
         return QueuedOutbox(sock, name)
     return BatchedOutbox(sock, name)
+
+
+def peer_is_behind(sock: socket.socket) -> bool:
+    """True when ``sock`` cannot take more bytes now: its peer lags behind what it was sent.
+
+    That is what tells a client that reads too slowly (the kernel still holds
+    what it was given, so the socket is not writable) from a server that is too
+    slow (the writer, starved of CPU, finds room in the socket each time it
+    sends). A socket that cannot be polled (closed) counts as behind: the
+    cautious answer, which lets the slow-consumer rule apply.
+    """
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        ready = poller.poll(0)
+    except (OSError, ValueError):
+        return True
+    return not any(mask & select.POLLOUT for _, mask in ready)
 
 
 def shutdown_socket(sock: socket.socket) -> None:

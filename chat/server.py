@@ -205,10 +205,13 @@ class Session:
 
         Backpressure, outside the lock: a healthy but busy recipient (its
         writer starved of the GIL by readers like this one) catches up instead
-        of letting its backlog reach the slow limit. The pause is bounded:
-        after MAX_BACKPRESSURE_WAIT the rest goes out regardless, and a
-        recipient still congested then is marked stalled (not waited for again
-        until its writer makes progress; it overflows and is dropped as slow).
+        of letting its backlog reach the slow limit. The pause is bounded when
+        the recipient's client is the one behind (its socket cannot take more
+        bytes): after MAX_BACKPRESSURE_WAIT the rest goes out regardless,
+        and that recipient is marked stalled (not waited for again until its
+        writer makes progress; it overflows and is dropped as slow). When the
+        server is the one behind (the socket has room, the writer is short of
+        CPU), the sender keeps waiting: the room runs at the server's pace.
         """
         if not pending:
             return
@@ -218,6 +221,11 @@ class Session:
             del pending[:done]
             if congested is not None:
                 congested.wait_below(self.room.low_water, deadline)
+                if not congested.is_stalled and time.monotonic() >= deadline:
+                    # Still congested, but its client keeps up with what it is
+                    # given: the server is behind (writers short of CPU). Keep
+                    # pausing this sender rather than overflow a member that reads.
+                    deadline = time.monotonic() + MAX_BACKPRESSURE_WAIT
 
     def _err(self, code: ErrorCode, text: str) -> None:
         self.room.reply(self.conn, protocol.format_err(code, text))

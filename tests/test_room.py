@@ -472,3 +472,69 @@ def test_direct_send_nowait_never_blocks_on_a_full_socket(sockets: Sockets) -> N
         pass  # full
     ours.setblocking(True)
     outbox.send_nowait(b"BYE server shutting down\n")  # returns: the line is lost, not waited for
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected TCP pair on 127.0.0.1, as the server has; the client's receive buffer is small
+    (as a slow swarm bot's), so that a client that reads nothing soon fills the server's socket."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(10)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+    return server, client
+
+
+def test_peer_is_behind_tells_a_full_socket_from_one_with_room() -> None:
+    ours, peer = tcp_pair()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        assert not delivery.peer_is_behind(ours)  # nothing queued: the peer keeps up
+        ours.setblocking(False)
+        # The peer reads nothing: fill the socket until it refuses, then ask at once. (A
+        # non-reading peer's kernel may still make room a while later, so refill and ask
+        # again, boundedly, as a writer blocked in send would keep it full.)
+        for _ in range(50):
+            with pytest.raises(BlockingIOError):
+                for _ in range(10_000):
+                    ours.send(b"x" * 4096)
+            if delivery.peer_is_behind(ours):
+                break
+        else:
+            raise AssertionError("a full socket never read as behind")
+    finally:
+        ours.close()
+        peer.close()
+    assert delivery.peer_is_behind(ours)  # closed: the cautious answer
+
+
+def test_at_the_deadline_only_a_recipient_whose_peer_is_behind_is_marked_stalled() -> None:
+    # The server is behind: lines wait in the outbox (no writer runs), the socket has room.
+    ours, peer = tcp_pair()
+    server_behind = BatchedOutbox(ours, "starved")
+    server_behind.send_when_idle = False
+    for i in range(50):
+        server_behind.put(b"%d\n" % i)
+    server_behind.wait_below(10, time.monotonic() + 0.2)  # shorter than the no-progress rule
+    assert not server_behind.is_stalled
+    ours.close()
+    peer.close()
+
+    # The peer is behind: it reads nothing, the writer is blocked in a send to it, lines wait.
+    ours, peer = tcp_pair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer_behind = BatchedOutbox(ours, "lagging")
+    peer_behind.start()
+    try:
+        peer_behind.put_many([b"y" * 2000 + b"\n"] * 100)  # 200 KB: the writer takes them and blocks
+        wait_for(lambda: peer_behind.backlog() == 0, what="the writer took the first batch")
+        for _ in range(50):  # these wait in the queue
+            peer_behind.put(b"z\n")
+        peer_behind.wait_below(10, time.monotonic() + 0.2)
+        assert peer_behind.is_stalled
+    finally:
+        peer_behind.abort()
+        peer_behind.join(5)
+        ours.close()
+        peer.close()
