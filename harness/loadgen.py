@@ -94,7 +94,11 @@ MAX_WITNESSES = 5
 
 #: One broadcast chat line: ``MSG [seq] name b=<bot> n=<counter> t=<due>``; the seq is optional so that
 #: servers that do not number their events can be benchmarked too.
-_MSG_RE = re.compile(rb"^MSG (?:(\d+) )?\S+ b=(\S+) n=(\d+) t=(\d+\.\d+)", re.MULTILINE)
+#: A generator's MSG (seq, bot, counter, due time), or the seq of any other numbered
+#: broadcast (JOIN, LEAVE): those take seqs too, so the seq check must see them.
+_MSG_RE = re.compile(
+    rb"^(?:MSG (?:(\d+) )?\S+ b=(\S+) n=(\d+) t=(\d+\.\d+)|(?:JOIN|LEAVE) (\d+) )", re.MULTILINE
+)
 
 Kind = Literal["saturate", "rate"]
 
@@ -456,8 +460,15 @@ class _Worker:
         floor = m.floor
         lat = self.latencies if self.parse_all else None
         k = 0
-        for seq_b, bot, n_b, due_b in _MSG_RE.findall(lines):
+        for seq_b, bot, n_b, due_b, event_seq_b in _MSG_RE.findall(lines):
             k += 1
+            if event_seq_b:  # a JOIN or LEAVE: it only moves the seq on
+                seq = int(event_seq_b)
+                if last_seq >= 0 and (seq != last_seq + 1 if contiguous else seq <= last_seq):
+                    self._violation(f"{m.name}: seq {seq} after {last_seq}")
+                last_seq = seq
+                contiguous = True
+                continue
             if seq_b:
                 seq = int(seq_b)
                 if last_seq >= 0 and (seq != last_seq + 1 if contiguous else seq <= last_seq):
