@@ -42,7 +42,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise, zip_longest
 from pathlib import Path
@@ -1276,6 +1276,9 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
     offered = run.first_offer
     numbered_global = run.seq_global and run.seq_style in ("numbered", "mixed")
     foreign = run.config.foreign_clients
+    holders: dict[str, list[ParsedClient]] = {}  # name key -> the clients that offered it
+    for c in clients:
+        holders.setdefault(c.key, []).append(c)
     phantoms_reported: set[tuple[int, str]] = set()
     for c in run.clients:
         for line in c.early:
@@ -1364,7 +1367,7 @@ def check_membership(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
                             f"{m.client} got LEAVE of {p[P_NAME]}, who had already left",
                             {**m.label(), "of": p[P_NAME], "position": pos, "line": p[P_LINE]},
                         )
-                elif st is None and offered.get(k, _INF) > m.ok_at and not foreign:
+                elif st is None and not foreign and _owed_join_before_leave(run, m, p, holders):
                     res.add(
                         f"{m.client} got LEAVE of {p[P_NAME]} without its JOIN",
                         {**m.label(), "of": p[P_NAME], "position": pos, "line": p[P_LINE]},
@@ -1404,6 +1407,28 @@ def _missing_join(run: ParsedRun, m: ParsedClient, p: ParsedLine) -> str | None:
     if x is not m and x.end_ev > m.ok_at and m.key not in x.joins_seen:
         return f"{m.client} got MSG of {p[P_NAME]} without its JOIN, and {x.client} never saw {m.name} join"
     return None
+
+
+def _owed_join_before_leave(
+    run: ParsedRun, m: ParsedClient, p: ParsedLine, holders: Mapping[str, list[ParsedClient]]
+) -> bool:
+    """``m`` got a LEAVE of a name it never saw join: was it owed that JOIN?
+
+    Only if the leaver registered after ``m``. With global seqs that is
+    exact: the leaver is the last holder of the name whose JOIN seq is below
+    the LEAVE's, and it registered after ``m`` iff its JOIN seq is above
+    ``m``'s. Otherwise it is judged by time: the name was first offered after
+    ``m``'s OK arrived (on a crowded machine a recorded send time can trail
+    the real write, which is why the seqs are preferred).
+    """
+    leave_seq = p[P_SEQ]
+    if run.seq_global and leave_seq is not None and m.join_seq is not None:
+        before = [
+            x.join_seq for x in holders.get(p[P_KEY], ()) if x.join_seq is not None and x.join_seq < leave_seq
+        ]
+        if before:
+            return max(before) > m.join_seq
+    return bool(run.first_offer.get(p[P_KEY], _INF) > m.ok_at)
 
 
 def _leave_lo(run: ParsedRun, x: ParsedClient) -> float | None:

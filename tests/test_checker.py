@@ -733,3 +733,52 @@ def test_cli_bench_runs_a_small_benchmark() -> None:
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     assert figures["deliveries"] >= 2000
+
+
+def _leave_seen_without_join(carol_join_seq: int) -> list[ClientHistory]:
+    """dave gets carol's LEAVE but not her JOIN; the recorded times say carol offered her name
+    after dave's OK (a crowded machine: her process recorded its send late), the seqs say
+    whether she registered before dave (JOIN 1) or after him (JOIN 3, which dave then missed).
+    One message from dave, seen by both, shows that the seqs are global."""
+    early = carol_join_seq < 2
+    msg_seq, leave_seq = (3, 4) if early else (4, 5)
+    d0 = P("dave", 0, 2.0)
+    carol = ClientHistory(
+        "carol",
+        "carol",
+        events=[
+            *handshake(1.5, "carol"),
+            Received(1.54, line("JOIN", carol_join_seq, "carol")),
+            *([Received(1.55, line("JOIN", 2, "dave"))] if early else []),
+            Received(2.02, line("MSG", msg_seq, "dave", d0)),
+            Sent(3.0, "/quit"),
+            Received(3.01, "BYE goodbye"),
+            Closed(3.02, "quit"),
+        ],
+    )
+    dave = ClientHistory(
+        "dave",
+        "dave",
+        events=[
+            *handshake(1.0, "dave"),
+            Received(1.04, line("JOIN", 2, "dave")),
+            Sent(2.0, d0, 2.0),
+            Received(2.01, line("MSG", msg_seq, "dave", d0)),
+            Received(3.01, line("LEAVE", leave_seq, "carol", "quit")),
+            Sent(9.0, "/quit"),
+            Received(9.01, "BYE goodbye"),
+            Closed(9.02, "quit"),
+        ],
+    )
+    return [carol, dave]
+
+
+def test_a_leave_of_a_member_that_joined_first_by_seq_is_not_owed_its_join() -> None:
+    report = check_all(_leave_seen_without_join(1), CheckConfig(run_end=10.0))
+    assert fired(report).get("membership", 0) == 0, only(report, "membership")
+
+
+def test_a_leave_of_a_member_that_joined_later_by_seq_without_its_join_is_a_violation() -> None:
+    report = check_all(_leave_seen_without_join(3), CheckConfig(run_end=10.0))
+    messages = [v.message for v in report.violations if v.check == "membership"]
+    assert "dave got LEAVE of carol without its JOIN" in messages, messages
