@@ -534,7 +534,7 @@ class ChatClient:
         if self.user_left:
             return 0
         if self.full is not None:
-            return self._fail(f"the server at {self.address} is full: {printable(self.full.text)}")
+            return self._fail(f"the server at {self.address} is full ({printable(self.full.text)})")
         if self.bye is not None:
             return 0
         detail = ""
