@@ -36,19 +36,28 @@ the same pass or behind that one. (A writer that pops concurrently can only
 make the producer wake it once more than needed.)
 
 Why the idle fast path keeps each connection's order: it runs only under the
-room lock (so after every earlier put) and only when the deque is empty and the
-writer's ``_busy`` flag is clear. The writer sets ``_busy`` *before* it pops and
-clears it only *after* its send returned, so while the flag is clear no older
-line is in the deque or in the writer's hands: nothing older can reach the
-socket after the fast path's bytes. What the socket does not take (a full
-buffer, or a peer that is gone) goes into the deque, to an empty deque, so the
-wake-up rule above applies to it unchanged.
+room lock (so after every earlier put), only when the deque is empty, and only
+while it holds the outbox's ``_sending`` lock, taken without blocking. The
+writer holds ``_sending`` from *before* it pops until *after* its send returned,
+so while the fast path holds it no older line is in the deque or in the
+writer's hands: nothing older can reach the socket after the fast path's bytes.
+(A lock rather than a flag: its acquire and release order the two threads'
+memory on every build of Python, free-threaded ones included.) What the socket
+does not take (a full buffer, or a peer that is gone) goes into the deque, to
+an empty deque, so the wake-up rule above applies to it unchanged.
+
+Why the fast path cannot hold the room lock for long: each ``send`` lets go of
+the GIL, and taking it back may cost a thread switch interval (5 ms) when other
+threads are busy. So a broadcast sends directly only until its budget
+(:data:`FAST_PATH_BUDGET`) is spent; the remaining members' lines go to their
+writers, as without the fast path.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import queue
 import select
 import socket
@@ -81,6 +90,10 @@ STALL_SLICES_MIN = 5
 #: A writer hands its socket at most this many bytes per send call, so that
 #: its progress shows while a large batch drains into a slow peer.
 SEND_SLICE = 65536
+
+#: How long one broadcast may spend in fast-path sends under the room lock;
+#: past it, lines go to the writers (see the module docstring).
+FAST_PATH_BUDGET = 0.050
 
 #: The longest one reader's batch of lines waits for a congested recipient whose
 #: *peer* is behind (its socket cannot take more: the client reads slower
@@ -129,11 +142,13 @@ class Outbox:
         """Queue (or send) one line; return the backlog in lines after it."""
         raise NotImplementedError
 
-    def put_many(self, lines: list[bytes]) -> int:
+    def put_many(self, lines: list[bytes], send_until: float = math.inf) -> int:
         """Queue (or send) several lines, in order; return the backlog after them.
 
-        This default is one :meth:`put` per line, so ``direct`` and ``queued``
-        keep their cost model (one send, one wake-up per line).
+        ``send_until`` (a ``time.perf_counter()`` value) ends the ``batched``
+        fast path for this call once passed. This default is one :meth:`put`
+        per line, so ``direct`` and ``queued`` keep their cost model (one send,
+        one wake-up per line).
         """
         n = 0
         for line in lines:
@@ -173,6 +188,11 @@ class Outbox:
             # The peer went away or the socket was shut: the reader reports it.
             self.is_broken = True
             log.debug("writer %s stopped: %s", self.label, exc)
+        except Exception:
+            # A bug of ours: this connection gets nothing more (never a gap
+            # followed by newer lines), and its reader will see it go.
+            self.is_broken = True
+            log.exception("writer %s failed", self.label)
         finally:
             self._note_progress()
 
@@ -216,6 +236,9 @@ class Outbox:
                 since = time.monotonic()
                 idle_slices = 0  # slices this reader got to run while the writer moved nothing
                 while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
+                    if self.is_broken:  # its writer is gone: nothing will drain it
+                        self.is_stalled = True
+                        return
                     now = time.monotonic()
                     if now >= deadline:
                         if peer_is_behind(self.sock):
@@ -318,10 +341,10 @@ class BatchedOutbox(Outbox):
         # difference is most of what a wake-up costs.
         self._wake = threading.Lock()
         self._wake.acquire()
-        #: True while the writer may hold popped bytes that are not yet in the
-        #: socket: set before it pops, cleared after its send. Written only by
-        #: the writer; the fast path reads it (under the room lock).
-        self._busy = False
+        #: Held by the writer from before it pops until after its send, and by
+        #: the fast path (taken without blocking) around its send: whoever holds
+        #: it is the only one with bytes on their way to this socket.
+        self._sending = threading.Lock()
 
     def _signal(self) -> None:
         """Wake the writer (or leave it one pending wake-up). Never blocks."""
@@ -334,7 +357,7 @@ class BatchedOutbox(Outbox):
         if self.is_finishing:
             return 0
         lines = self._lines
-        if not lines and not self._busy and self.send_when_idle:
+        if not lines and self.send_when_idle and not self.is_broken:
             line = self._send_now(line)
             if not line:
                 return 0
@@ -344,11 +367,11 @@ class BatchedOutbox(Outbox):
             self._signal()
         return n
 
-    def put_many(self, batch: list[bytes]) -> int:
+    def put_many(self, batch: list[bytes], send_until: float = math.inf) -> int:
         if self.is_finishing:
             return 0
         lines = self._lines
-        if not lines and not self._busy and self.send_when_idle:
+        if not lines and self.send_when_idle and not self.is_broken and time.perf_counter() < send_until:
             batch = self._send_many_now(batch)
             if not batch:
                 return 0
@@ -362,11 +385,14 @@ class BatchedOutbox(Outbox):
     def _send_now(self, data: bytes) -> bytes:
         """Hand ``data`` to the socket without blocking; return what it did not take.
 
-        Only called when the writer holds no bytes (``_busy`` is false) and the
-        deque is empty, so nothing older than ``data`` can still be on its way:
-        order is kept. A full socket buffer (or a broken peer) leaves the rest
-        to the writer, which will block on it, never the caller.
+        Only called with the deque empty; sends only if the writer holds no
+        bytes (``_sending`` is free), so nothing older than ``data`` can still be
+        on its way: order is kept. A writer at work, a full socket buffer or a
+        broken peer leave the rest to the writer, which may block on it; the
+        caller never does.
         """
+        if not self._sending.acquire(blocking=False):
+            return data  # the writer is sending: queue behind what it holds
         try:
             n = self.sock.send(data, socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -376,6 +402,8 @@ class BatchedOutbox(Outbox):
             # the reader of this connection reports it.
             log.debug("send to %s failed: %s", self.label, exc)
             return data
+        finally:
+            self._sending.release()
         self.sends += 1
         self.bytes_sent += n
         self.is_stalled = False
@@ -415,17 +443,15 @@ class BatchedOutbox(Outbox):
     def _write_loop(self) -> None:
         lines = self._lines
         wake = self._wake
+        sending = self._sending
         while True:
             wake.acquire(timeout=IDLE_WAIT)  # takes the pending wake-up, if any
-            self._busy = True  # BEFORE the pops: the fast path must not overtake them
-            try:
+            with sending:  # from BEFORE the pops to AFTER the send: the fast path waits its turn
                 while lines and not self.is_aborted:
                     n = len(lines)
                     pop = lines.popleft
                     chunk = b"".join([pop() for _ in range(n)])
                     self._send(chunk)
-            finally:
-                self._busy = False  # AFTER the send: nothing of ours is in flight
             if self.is_aborted or (self.is_finishing and not lines):
                 return
 
@@ -444,8 +470,9 @@ def peer_is_behind(sock: socket.socket) -> bool:
     That is what tells a client that reads too slowly (the kernel still holds
     what it was given, so the socket is not writable) from a server that is too
     slow (the writer, starved of CPU, finds room in the socket each time it
-    sends). A socket that cannot be polled (closed) counts as behind: the
-    cautious answer, which lets the slow-consumer rule apply.
+    sends). A socket that cannot be polled (closed), or whose peer is
+    gone, counts as behind: the cautious answer, which lets the slow-consumer
+    rule apply.
     """
     try:
         poller = select.poll()
@@ -453,7 +480,12 @@ def peer_is_behind(sock: socket.socket) -> bool:
         ready = poller.poll(0)
     except (OSError, ValueError):
         return True
-    return not any(mask & select.POLLOUT for _, mask in ready)
+    mask = 0
+    for _, events in ready:
+        mask |= events
+    if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+        return True  # reset or shut: gone, which is as behind as a peer gets
+    return not mask & select.POLLOUT
 
 
 def shutdown_socket(sock: socket.socket) -> None:

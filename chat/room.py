@@ -44,11 +44,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chat import protocol
-from chat.delivery import Outbox
+from chat.delivery import FAST_PATH_BUDGET, Outbox
 from chat.lockstat import SupportsLock
 from chat.protocol import ErrorCode, LeaveReason
 
@@ -258,21 +259,27 @@ class Room:
         """Critical section ``shutdown``: BYE to every connection; no broadcasts after.
 
         Returns every open connection. When the lock cannot be had within
-        ``lock_timeout`` (only possible in the ``direct`` design, whose sender
-        may be blocked under it), BYE is sent without it, best effort.
+        ``lock_timeout`` (the ``direct`` design's sender may be blocked under
+        it; a ``batched`` broadcast holds it for at most its fast-path budget),
+        BYE is queued without it, best effort: no send happens outside the
+        lock, and a wake-up lost to a concurrent producer costs the writer at
+        most its idle wait.
         """
         bye = protocol.format_event(protocol.Bye(SHUTDOWN_TEXT))
         locked = self.lock.acquire(timeout=lock_timeout)
         try:
             self.is_closing = True
             conns = list(self.connections)
+            send_until = time.perf_counter() + FAST_PATH_BUDGET
             for conn in conns:
                 send_nowait = getattr(conn.outbox, "send_nowait", None)
                 if send_nowait is not None:  # direct design: never block here
                     send_nowait(bye)
                     conn.outbox.finish()
-                elif locked:
-                    conn.outbox.put(bye)
+                else:
+                    # Within the fast path's budget, like a broadcast, so the section
+                    # stays short; without the lock, only queued (never sent here).
+                    conn.outbox.put_many([bye], send_until=send_until if locked else 0.0)
                     conn.outbox.finish()
             return conns
         finally:
@@ -307,8 +314,11 @@ class Room:
         worst_n = high
         overflowed: list[Connection] | None = None
         members = self.members.values()
+        # batched sends straight to idle members' sockets only within this budget,
+        # so that the section stays short however many members (chat.delivery).
+        send_until = time.perf_counter() + FAST_PATH_BUDGET
         for conn in members:
-            n = conn.outbox.put_many(lines)
+            n = conn.outbox.put_many(lines, send_until)
             if n > worst_n:
                 if n > limit:
                     if overflowed is None:

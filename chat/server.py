@@ -205,26 +205,29 @@ class Session:
 
         Backpressure, outside the lock: a healthy but busy recipient (its
         writer starved of the GIL by readers like this one) catches up instead
-        of letting its backlog reach the slow limit. The pause is bounded when
-        the recipient's client is the one behind (its socket cannot take more
-        bytes): after MAX_BACKPRESSURE_WAIT the rest goes out regardless,
-        and that recipient is marked stalled (not waited for again until its
-        writer makes progress; it overflows and is dropped as slow). When the
-        server is the one behind (the socket has room, the writer is short of
-        CPU), the sender keeps waiting: the room runs at the server's pace.
+        of letting its backlog reach the slow limit. Each pause for a recipient
+        whose client is the one behind (its socket cannot take more bytes) is
+        bounded: after MAX_BACKPRESSURE_WAIT that recipient is marked stalled,
+        and nobody waits for it again until its writer makes progress (it
+        overflows and is dropped as slow); so is one whose writer moves no byte
+        for STALL_TIMEOUT. When the server is the one behind (the socket has
+        room, the writer is short of CPU), the sender keeps waiting, a new
+        period at a time: the room runs at the server's pace and drops nobody.
+        Whether to pause is never decided by the clock alone: a reader
+        descheduled across a deadline must not flood a member that reads.
         """
         if not pending:
             return
         deadline = time.monotonic() + MAX_BACKPRESSURE_WAIT
         while pending:
-            done, congested = self.room.say(self.conn, pending, may_pause=time.monotonic() < deadline)
+            done, congested = self.room.say(self.conn, pending)
             del pending[:done]
             if congested is not None:
                 congested.wait_below(self.room.low_water, deadline)
-                if not congested.is_stalled and time.monotonic() >= deadline:
-                    # Still congested, but its client keeps up with what it is
-                    # given: the server is behind (writers short of CPU). Keep
-                    # pausing this sender rather than overflow a member that reads.
+                if time.monotonic() >= deadline:
+                    # Stalled (its client lags: not waited for again), or still
+                    # congested because the server is behind: either way the
+                    # next wait gets a period of its own.
                     deadline = time.monotonic() + MAX_BACKPRESSURE_WAIT
 
     def _err(self, code: ErrorCode, text: str) -> None:

@@ -327,10 +327,9 @@ def test_no_wake_up_is_lost_when_the_writer_goes_idle_between_bursts(
 
     With the idle timeout made huge, a lost wake-up leaves lines in the queue and
     the reader times out. Bursts alternate between a writer that has gone idle
-    (the consumer caught up first) and one that is still draining. With the fast
-    path on, bursts to an idle writer go straight to the socket while others
-    queue behind a busy writer: a line that overtook an older one shows as a
-    wrong order.
+    (the consumer caught up first) and one that is still draining. (With the
+    fast path on, most bursts go straight to the socket; the fast path's order
+    is challenged deterministically by the HeldWriter test below.)
     """
     monkeypatch.setattr(delivery, "IDLE_WAIT", 60.0)
     ours, peer = sockets.pair()
@@ -531,6 +530,7 @@ def test_at_the_deadline_only_a_recipient_whose_peer_is_behind_is_marked_stalled
         wait_for(lambda: peer_behind.backlog() == 0, what="the writer took the first batch")
         for _ in range(50):  # these wait in the queue
             peer_behind.put(b"z\n")
+        wait_for(lambda: delivery.peer_is_behind(ours), what="the socket full")
         peer_behind.wait_below(10, time.monotonic() + 0.2)
         assert peer_behind.is_stalled
     finally:
@@ -538,3 +538,112 @@ def test_at_the_deadline_only_a_recipient_whose_peer_is_behind_is_marked_stalled
         peer_behind.join(5)
         ours.close()
         peer.close()
+
+
+class HeldWriter(BatchedOutbox):
+    """A writer that, once it has popped its lines, waits for the test before it sends them."""
+
+    def __init__(self, sock: socket.socket, name: str = "") -> None:
+        super().__init__(sock, name)
+        self.popped = threading.Event()
+        self.go = threading.Event()
+
+    def _send(self, data: bytes) -> None:
+        self.popped.set()
+        assert self.go.wait(10)
+        super()._send(data)
+
+
+def test_the_fast_path_never_overtakes_lines_the_writer_holds(sockets: Sockets) -> None:
+    """Deterministic: the writer has popped A and not yet sent it; B, put now, must follow A."""
+    ours, peer = sockets.pair()
+    outbox = HeldWriter(ours, "h")
+    outbox.start()
+    room_lock = threading.Lock()
+    try:
+        with room_lock:
+            outbox.send_when_idle = False
+            outbox.put(b"A\n")  # queued: the writer takes it
+            outbox.send_when_idle = True
+        assert outbox.popped.wait(10)
+        assert outbox.backlog() == 0  # A is in the writer's hands; the deque is empty
+        with room_lock:
+            assert outbox.put(b"B\n") == 1  # so B must queue, not go to the socket
+            assert outbox.put_many([b"C\n", b"D\n"]) == 3
+        outbox.go.set()
+        assert read_lines(peer, 4) == [b"A", b"B", b"C", b"D"]
+    finally:
+        outbox.go.set()
+        outbox.abort()
+        outbox.join(5)
+
+
+def test_a_broadcast_sends_directly_only_within_its_budget(sockets: Sockets) -> None:
+    ours, peer = sockets.pair()
+    outbox = BatchedOutbox(ours, "b")  # no writer: what is not sent stays queued
+    assert outbox.put_many([b"late\n"], send_until=time.perf_counter() - 1) == 1  # budget spent: queued
+    assert outbox.backlog() == 1
+    other, _ = sockets.pair()
+    fresh = BatchedOutbox(other, "f")
+    assert fresh.put_many([b"now\n"], send_until=time.perf_counter() + 10) == 0  # sent at once
+
+
+class PacedOutbox(QueuedOutbox):
+    """A writer short of CPU: each line waits for a permit that the test hands out slowly."""
+
+    def __init__(self, sock: socket.socket, name: str = "") -> None:
+        super().__init__(sock, name)
+        self.permits = threading.Semaphore(0)
+
+    def _send(self, data: bytes) -> None:
+        assert self.permits.acquire(timeout=10), "the test stopped handing out permits"
+        super()._send(data)
+
+
+def test_a_sender_keeps_waiting_for_a_member_the_server_is_behind_on(
+    sockets: Sockets, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the backpressure deadline, a recipient whose socket has room is waited for, not flooded.
+
+    The recipient's writer is paced (the server is behind); its client reads everything. The
+    deadline is made far shorter than the time the writer needs, so a sender that decided to
+    stop pausing at the deadline would overflow the member and drop it as slow.
+    """
+    from types import SimpleNamespace
+
+    from chat import server
+
+    monkeypatch.setattr(server, "MAX_BACKPRESSURE_WAIT", 0.02)
+    room = Room(max_clients=5, max_backlog=40)  # high-water mark 10, low 5
+    ours, peer = sockets.pair()
+    paced = PacedOutbox(ours, "r")
+    recipient = Connection(paced, "r")
+    sender_sock, _sender_peer = sockets.pair()
+    sender = Connection(QueuedOutbox(sender_sock, "s"), "s")
+    for conn, name in ((recipient, "r"), (sender, "s")):
+        conn.outbox.start()
+        assert room.admit(conn)
+        assert room.join(conn, name) is None
+    stop = threading.Event()
+
+    def pace() -> None:  # the starved writer: one line every 5 ms (simulated slowness, not a wait)
+        for _ in range(2000):
+            if stop.is_set():
+                return
+            paced.permits.release()
+            time.sleep(0.005)
+
+    pacer = threading.Thread(target=pace, daemon=True)
+    pacer.start()
+    texts = [f"m{i}" for i in range(60)]
+    try:
+        server.Session._flush(SimpleNamespace(room=room, conn=sender), list(texts))  # type: ignore[arg-type]
+        assert recipient.is_member, "a member that reads was dropped as slow"
+        got = read_lines(peer, 3 + len(texts))  # OK r, JOIN r, JOIN s, then the messages
+        assert [g.split(b" ", 3)[3] for g in got[3:]] == [t.encode() for t in texts]
+    finally:
+        stop.set()
+        pacer.join(5)
+        for conn in (recipient, sender):
+            conn.outbox.abort()
+            conn.outbox.join(5)
