@@ -47,7 +47,7 @@ from gevent.queue import Empty, Queue
 from locust import User, events, task
 
 from chat import protocol
-from harness.history import (
+from harness.record.history import (
     ClientHistory,
     Closed,
     Connected,

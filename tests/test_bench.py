@@ -16,8 +16,8 @@ import pytest
 from helpers import run_module, running_server
 from rich.console import Console
 
-from harness import bench
-from harness.loadgen import CpuWindow, LoadSpec, is_generator_bound, run_load
+from harness.bench import cli as bench
+from harness.bench.loadgen import CpuWindow, LoadSpec, is_generator_bound, run_load
 
 VERDICTS = {"PASS", "FAIL", "N/A", "info"}
 

@@ -13,10 +13,17 @@ from typing import Any
 import pytest
 from helpers import ServerProcess
 
-from harness import bot
-from harness.bot import BotConnection, Hive, HiveConfig, LatencyHistogram, LiveCounters, split_round_robin
-from harness.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
-from harness.scenarios import BEHAVIOURS, SCENARIOS, BotSpec, Plan, default_burst_size, plan
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
+from harness.swarm import bot
+from harness.swarm.bot import (
+    BotConnection,
+    Hive,
+    HiveConfig,
+    LatencyHistogram,
+    LiveCounters,
+    split_round_robin,
+)
+from harness.swarm.scenarios import BEHAVIOURS, SCENARIOS, BotSpec, Plan, default_burst_size, plan
 
 # -- latency histogram ---------------------------------------------------------------------
 
@@ -323,7 +330,7 @@ def test_stop_command_ends_a_long_run_quickly(server: ServerProcess) -> None:
 
 
 def test_plan_object_is_hashable_and_describable() -> None:
-    from harness.scenarios import describe
+    from harness.swarm.scenarios import describe
 
     p: Plan = plan("churn", 4, rate=1, duration=1, seed=0)
     assert describe(p) == "4 bots: 2 chat, 2 churn"

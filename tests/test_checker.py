@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.checker import (
+from harness.checker.core import (
     CHECK_NAMES,
     CheckConfig,
     Report,
@@ -24,7 +24,7 @@ from harness.checker import (
     parse_run,
     verdict_line,
 )
-from harness.history import (
+from harness.record.history import (
     ClientHistory,
     Closed,
     Connected,

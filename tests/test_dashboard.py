@@ -10,7 +10,19 @@ import pytest
 from helpers import ServerProcess
 from rich.console import Console, RenderableType
 
-from harness.dashboard import (
+from harness.common.metrics_scrape import (
+    Histogram,
+    LockView,
+    MetricsPoller,
+    MetricsUnavailable,
+    MetricsView,
+    make_view,
+    parse_metrics,
+    scrape,
+    view_from_dict,
+    view_to_dict,
+)
+from harness.swarm.dashboard import (
     CHECK_ORDER,
     CheckRow,
     Dashboard,
@@ -26,18 +38,6 @@ from harness.dashboard import (
     summary_view,
     verdict_text,
     witness_lines,
-)
-from harness.metrics_scrape import (
-    Histogram,
-    LockView,
-    MetricsPoller,
-    MetricsUnavailable,
-    MetricsView,
-    make_view,
-    parse_metrics,
-    scrape,
-    view_from_dict,
-    view_to_dict,
 )
 
 

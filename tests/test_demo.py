@@ -9,9 +9,9 @@ import pytest
 from helpers import run_module
 from rich.console import Console
 
-from harness import demo
-from harness.demo import RunOutcome, demo_table, first_detection, prefix
-from harness.history import ClientHistory, Received
+from harness.demo import cli as demo
+from harness.demo.cli import RunOutcome, demo_table, first_detection, prefix
+from harness.record.history import ClientHistory, Received
 
 
 def history(times: list[float]) -> ClientHistory:

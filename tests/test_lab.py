@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import lab
-from harness.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+from harness.lab import core as lab
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
 
 # -- the server -------------------------------------------------------------------------
 

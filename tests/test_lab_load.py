@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import lab, lab_load
-from harness.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
-from harness.metrics_scrape import parse_metrics
+from harness.common.metrics_scrape import parse_metrics
+from harness.lab import core as lab
+from harness.lab import load as lab_load
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
 
 T0 = 2_000.0
 

@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from harness.checker import CheckConfig, SimConfig, check_all, simulate_run
-from harness.history import ClientHistory, Received
+from harness.checker.core import CheckConfig, SimConfig, check_all, simulate_run
+from harness.record.history import ClientHistory, Received
 
 
 def partial_run(seed: int) -> tuple[list[ClientHistory], SimConfig]:

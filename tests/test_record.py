@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.history import (
+from harness.record.history import (
     ClientHistory,
     Closed,
     Connected,
@@ -17,7 +17,7 @@ from harness.history import (
     histories_to_dicts,
     load_histories,
 )
-from harness.record import (
+from harness.record.store import (
     EVENTS,
     META,
     SUMMARY,

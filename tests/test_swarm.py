@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from helpers import REPO, ServerProcess, run_module
 
-from harness.record import load_run
-from harness.scenarios import SCENARIOS
-from harness.swarm import main
+from harness.record.store import load_run
+from harness.swarm.cli import main
+from harness.swarm.scenarios import SCENARIOS
 
 BROKEN = Path(REPO) / "tests" / "fixtures" / "broken_server.py"
 SHORT = ["--clients", "5", "--duration", "1", "--rate", "10", "--no-dashboard", "--seed", "1"]

@@ -30,10 +30,10 @@ import pandas as pd
 import psutil
 
 from chat import protocol
-from harness import lab
-from harness.history import Received
-from harness.metrics_scrape import LockSample, MetricsSnapshot
-from harness.swarm import START_AHEAD
+from harness.common.metrics_scrape import LockSample, MetricsSnapshot
+from harness.lab import core as lab
+from harness.record.history import Received
+from harness.swarm.cli import START_AHEAD
 
 #: The broadcast designs of ``chat.server --delivery``, oldest first (docs/architecture.md).
 DESIGNS = ("direct", "queued", "batched")

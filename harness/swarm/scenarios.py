@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.bot import BURST_CHUNK, MAX_BATCH, Behaviour, BotConnection, BotContext
+from harness.swarm.bot import BURST_CHUNK, MAX_BATCH, Behaviour, BotConnection, BotContext
 
 SCENARIOS = ("chat", "churn", "name-race", "slow", "burst", "mixed")
 ROLES = ("chat", "churn", "racer", "slow", "burst")

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chat import cli
-from harness.history import ClientHistory
+from harness.record.history import ClientHistory
 
 PROG = "python -m harness.demo"
 #: The contract's exposing run: a 30-bot, 8 s ``mixed`` swarm.
@@ -221,8 +221,8 @@ def first_detection(
 
 
 def detection_from_record(record_dir: Path) -> tuple[float, str, str] | None:
-    from harness.checker import CheckConfig, check_all
-    from harness.record import load_run
+    from harness.checker.core import CheckConfig, check_all
+    from harness.record.store import load_run
 
     histories, _summary, meta = load_run(record_dir)
     settings = dict(meta.get("settings") or {})
@@ -421,7 +421,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{caught}/{len(rows)} bugs caught; FAILED: a bug went unseen, or the safe server failed"
             )
     return EXIT_OK if ok else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,11 +36,11 @@ import pandas as pd
 import psutil
 
 from chat import protocol
-from harness.checker import CheckConfig, Report, check_all
-from harness.demo import swarm_command
-from harness.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
-from harness.metrics_scrape import Histogram, MetricsSnapshot, scrape
-from harness.record import load_run
+from harness.checker.core import CheckConfig, Report, check_all
+from harness.common.metrics_scrape import Histogram, MetricsSnapshot, scrape
+from harness.demo.cli import swarm_command
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
+from harness.record.store import load_run
 
 #: The repository root: subprocesses run here, so ``-m chat.server`` imports this checkout.
 REPO = Path(__file__).resolve().parent.parent

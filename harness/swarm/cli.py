@@ -61,18 +61,18 @@ from types import FrameType
 from typing import IO, Any
 
 from chat import cli
-from harness import record
-from harness.bot import PHASES, Hive, HiveConfig, HiveReport, LatencyHistogram, split_round_robin
-from harness.dashboard import (
+from harness.common.metrics_scrape import MetricsPoller, MetricsView, view_to_dict
+from harness.record import store as record
+from harness.record.history import ClientHistory, load_histories
+from harness.swarm.bot import PHASES, Hive, HiveConfig, HiveReport, LatencyHistogram, split_round_robin
+from harness.swarm.dashboard import (
     CHECK_ORDER,
     LIVE_CHECKS,
     CheckRow,
     LatencyFigures,
     LiveSnapshot,
 )
-from harness.history import ClientHistory, load_histories
-from harness.metrics_scrape import MetricsPoller, MetricsView, view_to_dict
-from harness.scenarios import BEHAVIOURS, SCENARIOS, Plan, describe, plan
+from harness.swarm.scenarios import BEHAVIOURS, SCENARIOS, Plan, describe, plan
 
 log = logging.getLogger(__name__)
 
@@ -994,7 +994,7 @@ class Swarm:
         cpu: dict[str, Any],
         metrics_view: MetricsView | None,
     ) -> SwarmResult:
-        from harness.checker import CheckConfig, check_all, judge, verdict_line
+        from harness.checker.core import CheckConfig, check_all, judge, verdict_line
 
         s = self.settings
         config = CheckConfig(
@@ -1039,7 +1039,7 @@ class Swarm:
         return SwarmResult(doc, code, verdict, histories, report, self.record_dir)
 
     def progress_line(self) -> None:
-        from harness.dashboard import progress_line
+        from harness.swarm.dashboard import progress_line
 
         if self.progress is not None and self.monitor is not None:
             self.progress(progress_line(self.monitor.snapshot()))
@@ -1150,7 +1150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.live import Live
     from rich.logging import RichHandler
 
-    from harness.dashboard import Dashboard, summary_view, verdict_text, witness_lines
+    from harness.swarm.dashboard import Dashboard, summary_view, verdict_text, witness_lines
 
     err = Console(stderr=True)
     logging.basicConfig(
@@ -1240,7 +1240,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of stdout went away (e.g. `| head -0`): the exit code still tells.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

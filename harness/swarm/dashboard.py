@@ -26,7 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from harness.metrics_scrape import MetricsView
+from harness.common.metrics_scrape import MetricsView
 
 #: The checks, in the order the checker reports them (see harness.checker.CHECK_NAMES).
 CHECK_ORDER = ("seq", "agreement", "loss", "fifo", "membership", "names", "liveness")
@@ -342,7 +342,7 @@ def summary_view(doc: Mapping[str, Any]) -> RenderableType:
     ]
     metrics = doc.get("metrics")
     if metrics and metrics.get("locks"):
-        from harness.metrics_scrape import view_from_dict
+        from harness.common.metrics_scrape import view_from_dict
 
         parts += [Text(""), lock_table(view_from_dict(metrics))]
     return Group(*parts)

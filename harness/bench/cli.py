@@ -53,7 +53,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chat import cli
-from harness.loadgen import LoadError, LoadResult, LoadSpec, run_load
+from harness.bench.loadgen import LoadError, LoadResult, LoadSpec, run_load
 
 log = logging.getLogger(__name__)
 
@@ -620,14 +620,14 @@ def checker_speed(events: int, reduced: bool, run_dir: str | None = None) -> dic
     or on the recorded run in ``run_dir`` (a swarm's run record)."""
     if importlib.util.find_spec("harness.checker") is None:
         return {"available": False, "note": "not available: harness.checker does not exist yet"}
-    import harness.checker as checker
+    import harness.checker.core as checker
 
     check_all = getattr(checker, "check_all", None)
     if check_all is None:
         return {"available": False, "note": "not available: harness.checker has no check_all()"}
     source = "synthetic"
     if run_dir is not None:
-        from harness import record
+        from harness.record import store as record
 
         try:
             histories, summary, _ = record.load_run(run_dir)
@@ -663,7 +663,7 @@ def synthetic_histories(events: int, members: int = 50, senders: int = 5) -> tup
     ``members`` join one after the other; ``senders`` of them chat in turn; every member receives every
     broadcast. What a correct server and honest bots would have recorded: the checker must find nothing.
     """
-    from harness.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+    from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
 
     names = [f"b{i}" for i in range(members)]
     hists = [ClientHistory(client=f"{n}.1", bot=n) for n in names]
@@ -1167,7 +1167,7 @@ def build_summary(bench: Bench, started: float, load_before: list[float] | None)
 def write_record(summary: dict[str, Any], runs_dir: str, argv: Sequence[str]) -> Path | None:
     """``runs/<time>-bench/`` with summary.json and meta.json, like the swarm's run records."""
     try:
-        from harness import record
+        from harness.record import store as record
 
         folder = record.new_run_dir(runs_dir, "bench")
         record.write_json(folder / "summary.json", summary)
@@ -1382,7 +1382,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if interrupted:
         return 130
     return 0 if summary["clean"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

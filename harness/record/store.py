@@ -29,7 +29,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.history import ClientHistory, Received, Sent, event_to_dict, history_header, load_histories
+from harness.record.history import (
+    ClientHistory,
+    Received,
+    Sent,
+    event_to_dict,
+    history_header,
+    load_histories,
+)
 
 EVENTS = "events.jsonl"
 SUMMARY = "summary.json"

@@ -60,7 +60,7 @@ from chat.protocol import (
     Users,
     parse_server_line,
 )
-from harness.history import (
+from harness.record.history import (
     ClientHistory,
     Closed,
     Connected,
@@ -2101,7 +2101,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

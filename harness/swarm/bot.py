@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from chat import protocol
 from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Ok, ServerEvent
-from harness.history import ClientHistory, Closed, Connected, Event, Received, Sent, encode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Event, Received, Sent, encode_payload
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,3 @@
+"""The checker: pure judgement of recorded histories (see docs/checker.md)."""
+
+from harness.checker.core import *  # noqa: F403
