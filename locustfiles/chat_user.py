@@ -54,9 +54,8 @@ from harness.record.history import (
     Event,
     Received,
     Sent,
-    decode_payload,
-    encode_payload,
 )
+from harness.record.payload import decode_payload, encode_payload
 
 log = logging.getLogger("chat_user")
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from helpers import ServerProcess
 
-from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+from harness.record.payload import decode_payload
 from harness.swarm import bot
 from harness.swarm.bot import (
     BotConnection,

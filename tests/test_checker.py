@@ -31,9 +31,9 @@ from harness.record.history import (
     Event,
     Received,
     Sent,
-    encode_payload,
     histories_to_dicts,
 )
+from harness.record.payload import encode_payload
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.checker.core import CheckConfig, Report, SimConfig, check_all, simulate_run
-from harness.record.history import ClientHistory, Closed, Event, Received, Sent, decode_payload
+from harness.record.history import ClientHistory, Closed, Event, Received, Sent
+from harness.record.payload import decode_payload
 
 #: Simulated time runs in milliseconds, so the bounds are scaled down too.
 CONFIG = CheckConfig(handshake_bound=0.05, delivery_bound=0.02, clock_slack=0.0)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from harness.lab import core as lab
-from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+from harness.record.payload import encode_payload
 
 # -- the server -------------------------------------------------------------------------
 

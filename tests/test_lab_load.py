@@ -12,7 +12,8 @@ import pytest
 from harness.common.metrics_scrape import parse_metrics
 from harness.lab import core as lab
 from harness.lab import load as lab_load
-from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+from harness.record.payload import encode_payload
 
 T0 = 2_000.0
 

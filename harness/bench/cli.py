@@ -663,7 +663,8 @@ def synthetic_histories(events: int, members: int = 50, senders: int = 5) -> tup
     ``members`` join one after the other; ``senders`` of them chat in turn; every member receives every
     broadcast. What a correct server and honest bots would have recorded: the checker must find nothing.
     """
-    from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, encode_payload
+    from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+    from harness.record.payload import encode_payload
 
     names = [f"b{i}" for i in range(members)]
     hists = [ClientHistory(client=f"{n}.1", bot=n) for n in names]

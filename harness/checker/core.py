@@ -67,9 +67,9 @@ from harness.record.history import (
     Event,
     Received,
     Sent,
-    decode_payload,
     load_histories,
 )
+from harness.record.payload import decode_payload
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from chat import protocol
 from harness.checker.core import CheckConfig, Report, check_all
 from harness.common.metrics_scrape import Histogram, MetricsSnapshot, scrape
 from harness.demo.cli import swarm_command
-from harness.record.history import ClientHistory, Closed, Connected, Received, Sent, decode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+from harness.record.payload import decode_payload
 from harness.record.store import load_run
 
 #: The repository root: subprocesses run here, so ``-m chat.server`` imports this checkout.

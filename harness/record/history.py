@@ -12,43 +12,13 @@ line, terminator removed) so that a server's exact output is what gets judged.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-# -- what a bot puts in the text of each message ----------------------------------
-
-#: ``b=<bot> n=<counter> t=<due time>`` then optional padding. The bot id and
-#: counter make loss and per-sender order judgeable without trusting the
-#: server's seq; the due time (when the open-loop schedule said the message was
-#: to be sent) makes latency honest under coordinated omission.
-_PAYLOAD_RE = re.compile(r"^b=(\S+) n=(\d+) t=(\d+\.\d+)(?: .*)?$")
-
-
-@dataclass(frozen=True)
-class Payload:
-    bot: str
-    n: int
-    due: float
-
-
-def encode_payload(bot: str, n: int, due: float, pad: int = 0) -> str:
-    text = f"b={bot} n={n} t={due:.6f}"
-    if pad > 0:
-        text += " " + "x" * pad
-    return text
-
-
-def decode_payload(text: str) -> Payload | None:
-    m = _PAYLOAD_RE.match(text)
-    if m is None:
-        return None
-    return Payload(m.group(1), int(m.group(2)), float(m.group(3)))
-
+from harness.common.gctune import collector_paused
 
 # -- events of one client -------------------------------------------------------
 
@@ -222,10 +192,5 @@ def load_histories(path: str | os.PathLike[str]) -> list[ClientHistory]:
     hold no cycles, and a million new objects would otherwise make it run
     over the growing heap again and again (half the load time).
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return histories_from_dicts(_read_dicts(path))
-    finally:
-        if was_enabled:
-            gc.enable()

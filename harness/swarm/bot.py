@@ -44,7 +44,8 @@ from typing import Any, Protocol
 
 from chat import protocol
 from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Ok, ServerEvent
-from harness.record.history import ClientHistory, Closed, Connected, Event, Received, Sent, encode_payload
+from harness.record.history import ClientHistory, Closed, Connected, Event, Received, Sent
+from harness.record.payload import encode_payload
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,69 @@
+"""The text a harness client chats: ``b=<bot> n=<counter> t=<due time>`` then optional padding.
+
+The one owner of that format: the bots, the locust users, the load generator and
+the simulator write it here, and the checker, the bots and the load generator
+read it here. The bot id and counter make loss and per-sender order judgeable
+without trusting the server's numbering; the due time (when the open-loop
+schedule said the message was to be sent) makes latency honest under coordinated
+omission (docs/swarm.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+#: The payload at the start of a chat text; anything after a space is padding.
+_PAYLOAD_RE = re.compile(r"^b=(\S+) n=(\d+) t=(\d+\.\d+)(?: .*)?$")
+
+#: The same fields as a bytes pattern, for scanners that read raw received data
+#: (groups: bot, counter, due time). Compose it after a MSG line's head
+#: (:func:`chat.protocol.broadcast_scanner`).
+PAYLOAD_BYTES_PATTERN = rb"b=(\S+) n=(\d+) t=(\d+\.\d+)"
+
+#: Decimal places of the due time: microseconds.
+DUE_DECIMALS = 6
+
+
+class Payload(NamedTuple):
+    bot: str
+    n: int
+    due: float
+
+
+def encode_payload(bot: str, n: int, due: float, pad: int = 0) -> str:
+    """The text of message ``n`` of ``bot``, due at ``due`` (seconds), with ``pad`` bytes of padding."""
+    text = f"b={bot} n={n} t={due:.{DUE_DECIMALS}f}"
+    if pad > 0:
+        text += " " + "x" * pad
+    return text
+
+
+def payload_head(bot: str) -> str:
+    """What every payload of ``bot`` starts with, for writers that format the rest themselves."""
+    return f"b={bot} n="
+
+
+def decode_payload(text: str) -> Payload | None:
+    """The fields of a payload; None when ``text`` is not one (a person's chat, another client's)."""
+    m = _PAYLOAD_RE.match(text)
+    if m is None:
+        return None
+    return Payload(m.group(1), int(m.group(2)), float(m.group(3)))
+
+
+def split_payload(text: str) -> Payload | None:
+    """:func:`decode_payload` without a regex, for receivers that sample many lines per second.
+
+    Accepts exactly what :func:`decode_payload` accepts, except that it does not
+    insist on the due time's decimal point (a bot's own output always has it).
+    """
+    if not text.startswith("b="):
+        return None
+    fields = text.split(" ", 3)
+    if len(fields) < 3 or not fields[1].startswith("n=") or not fields[2].startswith("t="):
+        return None
+    try:
+        return Payload(fields[0][2:], int(fields[1][2:]), float(fields[2][2:]))
+    except ValueError:
+        return None
