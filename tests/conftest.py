@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import ServerProcess  # noqa: E402
+from tests.helpers import ServerProcess
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Test tools: a chat server in a subprocess on a free port, and a line-level client.
+"""Test tools: a chat server on a free port (through harness.common.launcher), and a line-level client.
 
 Every wait here is on a line or a condition with a timeout, never a sleep.
 """
@@ -6,7 +6,7 @@ Every wait here is on a line or a condition with a timeout, never a sleep.
 from __future__ import annotations
 
 import os
-import select
+import signal
 import socket
 import subprocess
 import sys
@@ -14,71 +14,48 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from harness.common import launcher
+from harness.common.procstat import sample_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 10.0
 
 
-class ServerProcess:
-    """``python -m chat.server --port 0 ...`` started and stopped by PID."""
+class ServerProcess(launcher.ServerProcess):
+    """``python -m chat.server --port 0 ...`` on 127.0.0.1, through the harness's one launcher.
 
-    def __init__(self, *args: str, module: str = "chat.server") -> None:
-        self.args = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args]
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-        self.host = "127.0.0.1"
+    What tests add to it: a line-level client (:meth:`connect`), :meth:`stop`
+    returning what the server logged (tests assert it holds no traceback), and
+    the thread and descriptor counts of the process.
+    """
+
+    def __init__(self, *args: str, module: str = "chat.server", command: Sequence[str] | None = None) -> None:
+        super().__init__(
+            command or [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args], cwd=REPO
+        )
 
     def start(self, timeout: float = TIMEOUT) -> ServerProcess:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            self.kill()
-            raise TimeoutError("server did not print its listening line")
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            err = self.stop()
-            raise RuntimeError(f"unexpected first line {line!r}; stderr: {err}")
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        super().start(timeout)
         return self
 
     def connect(self, timeout: float = TIMEOUT) -> LineClient:
         return LineClient(self.host, self.port, timeout=timeout)
 
-    def stop(self, sig: int | None = None, timeout: float = TIMEOUT) -> str:
-        """Terminate (SIGTERM) and wait; returns stderr."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            if sig is None:
-                self.proc.terminate()
-            else:
-                self.proc.send_signal(sig)
-        try:
-            _, err = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            _, err = self.proc.communicate(timeout=timeout)
-        return err or ""
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = TIMEOUT) -> str:  # type: ignore[override]
+        """Signal (SIGTERM by default) and wait; returns what the server wrote on stderr."""
+        super().stop(sig, timeout)
+        return self.log()
 
     def thread_count(self) -> int:
-        """Threads of the server process (Linux /proc)."""
-        assert self.proc is not None
-        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
+        """Threads of the server process."""
+        sample = sample_process(self.pid)
+        assert sample is not None, "the server is gone"
+        return sample.threads
 
     def open_fds(self) -> int:
-        assert self.proc is not None
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        sample = sample_process(self.pid)
+        assert sample is not None, "the server is gone"
+        return sample.fds
 
 
 @contextmanager

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from helpers import LineClient, ServerProcess
+
+from tests.helpers import LineClient, ServerProcess
 
 DELIVERIES = ("direct", "queued", "batched")
 #: Designs with a writer thread per member: the slow-consumer rule applies to them only.

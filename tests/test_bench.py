@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_module, running_server
 from rich.console import Console
 
 from harness.bench import cli as bench
 from harness.bench.loadgen import CpuWindow, LoadSpec, is_generator_bound, run_load
+from tests.helpers import run_module, running_server
 
 VERDICTS = {"PASS", "FAIL", "N/A", "info"}
 
@@ -232,7 +232,7 @@ def test_run_load_counts_every_delivery_in_process() -> None:
     """The generator against a real server, without the CLI: totals add up, nothing is lost."""
     with running_server("--max-clients", "10") as server:
         spec = LoadSpec("127.0.0.1", server.port, members=4, publishers=2, procs=1, warmup=0.1, seconds=0.3)
-        result = run_load(spec, server_pid=server.proc.pid if server.proc else None)
+        result = run_load(spec, server_pid=server.pid)
     assert result.is_clean, result.witnesses
     assert result.sent > 0
     assert result.received == result.expected == result.sent * 4

@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from helpers import ServerProcess
 
 from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
 from harness.record.payload import decode_payload
@@ -25,6 +24,7 @@ from harness.swarm.bot import (
     split_round_robin,
 )
 from harness.swarm.scenarios import BEHAVIOURS, SCENARIOS, BotSpec, Plan, default_burst_size, plan
+from tests.helpers import ServerProcess
 
 # -- latency histogram ---------------------------------------------------------------------
 

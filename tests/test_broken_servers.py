@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import ServerProcess
+
+from tests.helpers import ServerProcess
 
 FIXTURE = Path(__file__).parent / "fixtures" / "broken_server.py"
 
@@ -23,8 +24,7 @@ class BrokenServer(ServerProcess):
     """``python tests/fixtures/broken_server.py --port 0 ...``, started and stopped by PID."""
 
     def __init__(self, *args: str) -> None:
-        super().__init__()
-        self.args = [sys.executable, str(FIXTURE), "--host", "127.0.0.1", "--port", "0", *args]
+        super().__init__(command=[sys.executable, str(FIXTURE), "--host", "127.0.0.1", "--port", "0", *args])
 
 
 @contextmanager
@@ -35,7 +35,7 @@ def broken(*args: str) -> Iterator[BrokenServer]:
         yield server
     finally:
         err = server.stop()
-        assert server.proc is not None and server.proc.returncode == 0, err
+        assert server.returncode == 0, err
         assert "Traceback" not in err, err
 
 
@@ -71,7 +71,7 @@ def test_shutdown_says_bye() -> None:
         a.join("alice")
         err = srv.stop()
         assert a.read_until("BYE ")[-1] == "BYE server shutting down"
-    assert srv.proc is not None and srv.proc.returncode == 0, err
+    assert srv.returncode == 0, err
 
 
 def test_a_dropped_member_is_announced() -> None:

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import REPO, TIMEOUT, LineClient, ServerProcess
 from rich.console import Console
 
 from chat import client
 from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Leave, Msg, Ok, Users
+from tests.helpers import REPO, TIMEOUT, LineClient, ServerProcess
 
 # -- tools -----------------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import ServerProcess
 from rich.console import Console, RenderableType
 
 from harness.common.metrics_scrape import (
@@ -39,6 +38,7 @@ from harness.swarm.dashboard import (
     verdict_text,
     witness_lines,
 )
+from tests.helpers import ServerProcess
 
 
 def render(renderable: RenderableType | Any) -> str:
@@ -324,15 +324,8 @@ def test_unreachable_metrics_are_unavailable() -> None:
 @pytest.fixture
 def metrics_server() -> Iterator[str]:
     srv = ServerProcess("--metrics-port", "0").start()
-    assert srv.proc is not None and srv.proc.stderr is not None
-    url = ""
-    for _ in range(20):  # the server's first stderr lines, up to its metrics URL
-        line = srv.proc.stderr.readline()
-        if line.startswith("metrics on "):
-            url = line.split(" ", 2)[2].strip()
-            break
-    assert url, "no metrics URL"
-    yield url
+    assert srv.metrics_url, "no metrics URL"  # the launcher reads `metrics on URL` from the server's log
+    yield srv.metrics_url
     srv.stop()
 
 

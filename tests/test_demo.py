@@ -6,12 +6,12 @@ import io
 from pathlib import Path
 
 import pytest
-from helpers import run_module
 from rich.console import Console
 
 from harness.demo import cli as demo
 from harness.demo.cli import RunOutcome, demo_table, first_detection, prefix
 from harness.record.history import ClientHistory, Received
+from tests.helpers import run_module
 
 
 def history(times: list[float]) -> ClientHistory:

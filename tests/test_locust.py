@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, ServerProcess, running_server
+
+from tests.helpers import REPO, ServerProcess, running_server
 
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)

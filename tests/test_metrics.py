@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-import select
 import socket
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from helpers import ServerProcess, run_module
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -18,6 +16,7 @@ from chat.delivery import BatchedOutbox
 from chat.lockstat import InstrumentedLock
 from chat.metrics import RoomCollector
 from chat.room import Connection, Room
+from tests.helpers import ServerProcess, run_module
 
 TIMEOUT = 10.0
 METRICS_LINE = re.compile(r"^metrics on (http://\S+/metrics)$")
@@ -124,13 +123,11 @@ def test_collector_with_a_plain_lock_has_no_lock_families(pairs: list[socket.soc
 
 
 def read_metrics_url(srv: ServerProcess) -> str:
-    """The server prints ``metrics on URL`` on stderr before its ready line."""
-    assert srv.proc is not None and srv.proc.stderr is not None
-    ready, _, _ = select.select([srv.proc.stderr], [], [], TIMEOUT)
-    assert ready, "no metrics line on stderr"
-    line = srv.proc.stderr.readline().strip()
+    """The server prints ``metrics on URL`` on stderr before its ready line: its log's first line."""
+    line = srv.log().splitlines()[0]
     m = METRICS_LINE.match(line)
     assert m, line
+    assert srv.metrics_url == m.group(1)
     return m.group(1)
 
 

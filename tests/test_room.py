@@ -14,12 +14,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from server_kit import wait_for
 
 from chat import delivery
 from chat.delivery import BatchedOutbox, DirectOutbox, Outbox, QueuedOutbox
 from chat.protocol import ErrorCode, LeaveReason
 from chat.room import Connection, Room
+from tests.server_kit import wait_for
 
 
 class FakeOutbox(Outbox):

@@ -17,10 +17,10 @@ import sys
 import time
 
 import pytest
-from helpers import REPO, LineClient
-from server_kit import DELIVERIES, ServerFactory, member, start_server_fixture  # noqa: F401  (a fixture)
 
 from chat.server import HELLO_TEXT
+from tests.helpers import REPO, LineClient
+from tests.server_kit import DELIVERIES, ServerFactory, member, start_server_fixture  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(params=DELIVERIES)

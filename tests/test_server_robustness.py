@@ -7,8 +7,9 @@ import threading
 from collections import defaultdict
 
 import pytest
-from helpers import LineClient
-from server_kit import (  # noqa: F401  (a fixture)
+
+from tests.helpers import LineClient
+from tests.server_kit import (  # noqa: F401  (a fixture)
     DELIVERIES,
     MSG_RE,
     WRITER_DELIVERIES,

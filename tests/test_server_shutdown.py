@@ -8,8 +8,9 @@ import threading
 import time
 
 import pytest
-from helpers import LineClient, ServerProcess
-from server_kit import BYE_SHUTDOWN, DELIVERIES, Reader, member, wait_for
+
+from tests.helpers import LineClient, ServerProcess
+from tests.server_kit import BYE_SHUTDOWN, DELIVERIES, Reader, member, wait_for
 
 #: The contract's bound, from the signal to the process's exit.
 SHUTDOWN_LIMIT = 2.0

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, ServerProcess, run_module
 
 from harness.record.store import load_run
 from harness.swarm.cli import main
 from harness.swarm.scenarios import SCENARIOS
+from tests.helpers import REPO, ServerProcess, run_module
 
 BROKEN = Path(REPO) / "tests" / "fixtures" / "broken_server.py"
 SHORT = ["--clients", "5", "--duration", "1", "--rate", "10", "--no-dashboard", "--seed", "1"]

@@ -13,10 +13,10 @@ import sys
 import threading
 
 import pytest
-from helpers import REPO, ServerProcess, run_module
 
 from chat.lockstat import InstrumentedLock
 from chat.unsafe import BUGS, LockWatchdog, UnknownBug, get_bug
+from tests.helpers import REPO, ServerProcess, run_module
 
 SWARM_TIMEOUT = 90.0
 #: A deadlock needs a join and a leave to meet in the window; a 1.5 s run has
