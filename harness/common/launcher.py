@@ -193,6 +193,11 @@ class ServerProcess:
                 raise ServerStartError(self._why(f"no '{READY_PREFIX.strip()}' line within {timeout:g} s"))
             line = proc.stdout.readline()
             if not line:
+                # stdout closes a moment before the process is reaped: wait (bounded) for its exit code.
+                try:
+                    proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    pass  # it closed stdout but lives on: _why() says so without an exit code
                 raise ServerStartError(self._why("it exited before it was ready"))
             text = line.decode(errors="replace").strip()
             if text.startswith(READY_PREFIX):
