@@ -620,7 +620,7 @@ def checker_speed(events: int, reduced: bool, run_dir: str | None = None) -> dic
     or on the recorded run in ``run_dir`` (a swarm's run record)."""
     if importlib.util.find_spec("harness.checker") is None:
         return {"available": False, "note": "not available: harness.checker does not exist yet"}
-    import harness.checker.core as checker
+    import harness.checker as checker
 
     check_all = getattr(checker, "check_all", None)
     if check_all is None:
