@@ -168,8 +168,9 @@ class Report:
         if total == 0:
             return f"PASS: 0 violations in {self.deliveries:,} deliveries"
         order = {name: i for i, name in enumerate(CHECK_NAMES)}
-        parts = sorted(((n, c) for n, c in self.counts.items() if c), key=lambda nc: (-nc[1], order[nc[0]]))
-        detail = ", ".join(f"{n} {c:,}" for n, c in parts)
+        counts = self.counts
+        names = sorted((n for n, c in counts.items() if c), key=lambda n: (-counts[n], order[n]))
+        detail = ", ".join(f"{n} {counts[n]:,}" for n in names)
         return f"FAIL: {total:,} violation{'s' if total != 1 else ''} ({detail})"
 
     def to_dict(self) -> dict[str, object]:

@@ -176,6 +176,9 @@ class _Simulator:
     # -- the run --
 
     def run(self) -> list[ClientHistory]:
+        """Everyone joins, then the shuffled actions run one step apart (a racer's turn, or one
+        ready member's message, /who, quit, drop or stall); then the server notices who is gone,
+        and every client still open closes."""
         cfg = self.cfg
         step = cfg.step
         rng = self.rng

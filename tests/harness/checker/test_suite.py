@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checker import CHECK_NAMES, check_all
+from harness.checker import CHECK_NAMES, CHECKS, LatencySummary, check_all, latency_summary
 from harness.record.history import ClientHistory, Closed, Event, Received
 from tests.harness.checker.histories import (
     base,
@@ -75,3 +75,16 @@ def test_a_slow_member_dropped_is_owed_nothing_after_its_drop(numbered: bool) ->
     histories.append(slow)
     report = check_all(renumber(histories) if numbered else histories)
     assert report.passed(), report.violations
+
+
+def test_every_check_runs_in_the_reported_order() -> None:
+    assert tuple(CHECKS) == CHECK_NAMES
+    assert list(check_all(base()).counts) == list(CHECK_NAMES)
+
+
+def test_latency_summary_in_ms() -> None:
+    assert latency_summary([]) == LatencySummary()
+    summary = latency_summary([0.001, 0.002, 0.003, 0.004, 0.005])
+    assert summary.count == 5
+    assert (summary.p50_ms, summary.max_ms) == pytest.approx((3.0, 5.0))
+    assert summary.p50_ms <= summary.p95_ms <= summary.p99_ms <= summary.max_ms
