@@ -417,3 +417,60 @@ class LineBuffer:
             buf.clear()
         self._searched = len(buf)
         return out
+
+
+# -- judging recorded lines: the checker ---------------------------------------
+#
+# A judge of recorded runs, and the simulator that feeds it correct runs, apply
+# the rules above with no server around them: which numbering style a server
+# speaks, which client lines a correct server must refuse (and so owes nobody),
+# and the text of a line as a client records it, in either numbering style.
+
+
+def broadcast_numbering(line: str) -> bool | None:
+    """Whether a ``JOIN`` or ``LEAVE`` line carries a seq; None for any other line.
+
+    ``JOIN 5 alice`` and ``LEAVE 5 alice quit`` are numbered, ``JOIN alice`` and
+    ``LEAVE alice quit`` are not. Unlike a ``MSG``, whose text may start with a
+    number, these two tell the style by their field count alone, so a judge reads
+    a server's style from its first ones and then parses every line in that style
+    (``parse_server_line(line, seqs=...)``). A malformed one counts as unnumbered.
+    """
+    if not line.startswith(("JOIN ", "LEAVE ")):
+        return None
+    try:
+        event = _parse_server_line(line, seqs=None)
+    except RemoteProtocolError:
+        return False
+    assert isinstance(event, (Join, Leave))
+    return event.seq is not None
+
+
+def refusal_of(text: str, max_line: int = DEFAULT_MAX_LINE) -> ErrorCode | None:
+    """The error a correct server answers to the client line ``text`` (terminator removed), or None.
+
+    ``line-too-long`` past ``max_line`` bytes (as :class:`LineBuffer` counts them),
+    ``bad-encoding`` for the control characters :func:`decode_line` refuses.
+    """
+    # UTF-8 spends at most 4 bytes on a character: most lines are judged without encoding them.
+    if len(text) * 4 > max_line and len(text.encode(ENCODING, "replace")) > max_line:
+        return ErrorCode.LINE_TOO_LONG
+    if _CONTROL_RE.search(text):
+        return ErrorCode.BAD_ENCODING
+    return None
+
+
+def server_line(event: ServerEvent) -> str:
+    """The text of a server line as a client records it (no terminator).
+
+    A broadcast whose seq is None is written without one (``JOIN alice``), in the
+    unnumbered style :func:`parse_server_line` accepts, so that a simulated
+    server can speak either style.
+    """
+    if isinstance(event, Join) and event.seq is None:
+        return f"JOIN {event.name}"
+    if isinstance(event, Msg) and event.seq is None:
+        return f"MSG {event.name} {_check_text(event.text, 'MSG text')}"
+    if isinstance(event, Leave) and event.seq is None:
+        return f"LEAVE {event.name} {event.reason}"
+    return format_event(event)[:-1].decode(ENCODING)

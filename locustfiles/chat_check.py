@@ -53,7 +53,7 @@ from gevent.event import Event
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
-from harness.checker.core import CheckConfig, Report, check_all
+from harness.checker import CheckConfig, Report, check_all
 from harness.record.history import ClientHistory
 
 log = logging.getLogger("chat_check")

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from harness.checker.core import CheckConfig, SimConfig, check_all, simulate_run
+from harness.checker import CheckConfig, SimConfig, check_all, simulate_run
 from harness.record.history import ClientHistory, Received
 
 

@@ -620,7 +620,7 @@ def checker_speed(events: int, reduced: bool, run_dir: str | None = None) -> dic
     or on the recorded run in ``run_dir`` (a swarm's run record)."""
     if importlib.util.find_spec("harness.checker") is None:
         return {"available": False, "note": "not available: harness.checker does not exist yet"}
-    import harness.checker.core as checker
+    import harness.checker as checker
 
     check_all = getattr(checker, "check_all", None)
     if check_all is None:
@@ -660,45 +660,12 @@ def checker_speed(events: int, reduced: bool, run_dir: str | None = None) -> dic
 def synthetic_histories(events: int, members: int = 50, senders: int = 5) -> tuple[list[Any], float]:
     """A clean recorded chat run of about ``events`` events, and its end time.
 
-    ``members`` join one after the other; ``senders`` of them chat in turn; every member receives every
-    broadcast. What a correct server and honest bots would have recorded: the checker must find nothing.
+    ``members`` join one after the other; ``senders`` of them chat; every member receives every
+    broadcast: :func:`harness.checker.simulate_events`, the checker's generator of correct runs.
     """
-    from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
-    from harness.record.payload import encode_payload
+    from harness.checker import simulate_events
 
-    names = [f"b{i}" for i in range(members)]
-    hists = [ClientHistory(client=f"{n}.1", bot=n) for n in names]
-    t = 1_700_000_000.0
-    seq = 0
-    for i, h in enumerate(hists):
-        t += 0.001
-        h.events.append(Connected(t, t))
-        h.events.append(Received(t + 0.0001, "HELLO welcome"))
-        h.events.append(Sent(t + 0.0002, names[i]))
-        h.events.append(Received(t + 0.0003, f"OK {names[i]}"))
-        seq += 1
-        line = f"JOIN {seq} {names[i]}"
-        for other in hists[: i + 1]:
-            other.events.append(Received(t + 0.0004, line))
-    setup = sum(len(h.events) for h in hists)
-    # One Sent and one Received per member for each message, and a Closed per member at the end.
-    n_msgs = max(1, math.ceil((events - setup - members) / (members + 1)))
-    counters = [0] * senders
-    for k in range(n_msgs):
-        s = k % senders
-        t += 0.0001
-        text = encode_payload(names[s], counters[s], t)
-        counters[s] += 1
-        hists[s].events.append(Sent(t, text, due=t))
-        seq += 1
-        line = f"MSG {seq} {names[s]} {text}"
-        got = Received(t + 0.00005, line)
-        for h in hists:
-            h.events.append(got)
-    t += 0.01
-    for h in hists:
-        h.events.append(Closed(t, "stopped"))
-    return hists, t + 0.01
+    return simulate_events(events, members=members, senders=senders)
 
 
 # -- aggregation -----------------------------------------------------------------------------------

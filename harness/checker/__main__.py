@@ -1,7 +1,7 @@
-"""``python -m harness.checker RUN``: see :mod:`harness.checker.core`."""
+"""``python -m harness.checker RUN``: see :mod:`harness.checker.cli`."""
 
 import sys
 
-from harness.checker.core import main
+from harness.checker.cli import main
 
 sys.exit(main())

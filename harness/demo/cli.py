@@ -221,7 +221,7 @@ def first_detection(
 
 
 def detection_from_record(record_dir: Path) -> tuple[float, str, str] | None:
-    from harness.checker.core import CheckConfig, check_all
+    from harness.checker import CheckConfig, check_all
     from harness.record.store import load_run
 
     histories, _summary, meta = load_run(record_dir)

@@ -36,7 +36,7 @@ import pandas as pd
 import psutil
 
 from chat import protocol
-from harness.checker.core import CheckConfig, Report, check_all
+from harness.checker import CheckConfig, Report, check_all
 from harness.common.metrics_scrape import Histogram, MetricsSnapshot, scrape
 from harness.demo.cli import swarm_command
 from harness.record.history import ClientHistory, Closed, Connected, Received, Sent

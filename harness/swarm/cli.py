@@ -994,7 +994,7 @@ class Swarm:
         cpu: dict[str, Any],
         metrics_view: MetricsView | None,
     ) -> SwarmResult:
-        from harness.checker.core import CheckConfig, check_all, judge, verdict_line
+        from harness.checker import CheckConfig, check_all, judge, verdict_line
 
         s = self.settings
         config = CheckConfig(

@@ -15,7 +15,17 @@ from itertools import pairwise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.checker.core import CheckConfig, Report, SimConfig, check_all, simulate_run
+from chat.protocol import (
+    Join,
+    Leave,
+    Msg,
+    Ok,
+    RemoteProtocolError,
+    ServerEvent,
+    parse_server_line,
+    server_line,
+)
+from harness.checker import CheckConfig, Report, SimConfig, check_all, simulate_run
 from harness.record.history import ClientHistory, Closed, Event, Received, Sent
 from harness.record.payload import decode_payload
 
@@ -52,34 +62,41 @@ def copy(histories: list[ClientHistory]) -> list[ClientHistory]:
     return [dataclasses.replace(h, events=list(h.events)) for h in histories]
 
 
+def event(line: str) -> ServerEvent | None:
+    """A recorded server line as an event (None for a line no event fits)."""
+    try:
+        return parse_server_line(line)
+    except RemoteProtocolError:
+        return None
+
+
 def stream(h: ClientHistory) -> list[int]:
     """Indexes of the broadcasts a member received after its OK."""
     out = []
     member = False
     for i, e in enumerate(h.events):
         if isinstance(e, Received):
-            if e.line.startswith("OK "):
+            ev = event(e.line)
+            if isinstance(ev, Ok):
                 member = True
-            elif member and e.line.split(" ", 1)[0] in ("JOIN", "MSG", "LEAVE"):
+            elif member and isinstance(ev, (Join, Msg, Leave)):
                 out.append(i)
     return out
 
 
 def ok_time(h: ClientHistory) -> float:
-    return next(e.t for e in h.events if isinstance(e, Received) and e.line.startswith("OK "))
+    return next(e.t for e in h.events if isinstance(e, Received) and isinstance(event(e.line), Ok))
 
 
-def msg_parts(line: str) -> tuple[str | None, str, str]:
-    """(seq, name, text) of a MSG line, numbered or not."""
-    parts = line.split(" ", 3)
-    if parts[1].isdigit() and len(parts) == 4:
-        return parts[1], parts[2], parts[3]
-    name, _, text = line[4:].partition(" ")
-    return None, name, text
+def msg_of(line: str) -> Msg:
+    """A MSG line, numbered or not."""
+    ev = parse_server_line(line)
+    assert isinstance(ev, Msg)
+    return ev
 
 
 def payload(line: str) -> tuple[str, int, float] | None:
-    p = decode_payload(msg_parts(line)[2])
+    p = decode_payload(msg_of(line).text)
     return (p.bot, p.n, p.due) if p else None
 
 
@@ -235,13 +252,12 @@ def test_a_relabelled_message_breaks_membership(cfg: SimConfig, data: st.DataObj
     client, i = data.draw(st.sampled_from(candidates))
     broken = copy(histories)
     h = next(h for h in broken if h.client == client)
-    seq, name, text = msg_parts(h.events[i].line)  # type: ignore[union-attr]
-    others = sorted(n for n in names if n != name.lower())
+    msg = msg_of(h.events[i].line)  # type: ignore[union-attr]
+    others = sorted(n for n in names if n != msg.name.lower())
     if not phantom and not others:
         return
     new = "zz-nobody" if phantom else data.draw(st.sampled_from(others))
-    line = f"MSG {seq} {new} {text}" if seq is not None else f"MSG {new} {text}"
-    h.events[i] = Received(h.events[i].t, line)
+    h.events[i] = Received(h.events[i].t, server_line(dataclasses.replace(msg, name=new)))
     report = check_all(broken, CONFIG)
     assert "membership" in fired(report)
     assert fired(report) <= {"membership", "agreement"}
@@ -260,7 +276,7 @@ def test_a_missing_leave_breaks_membership(cfg: SimConfig, data: st.DataObject) 
                 continue
             # The leaver asked to leave (or closed) after this member's OK arrived...
             t = h.events[i].t
-            leaver = line.split(" ")[-2]
+            leaver = event(line).name  # type: ignore[union-attr]
             if leave_started(histories, leaver, t) <= ok_time(h):
                 continue
             # ...and the member stays long after: it gets messages sent well after the leave.
@@ -290,11 +306,11 @@ def test_a_missing_join_breaks_membership(cfg: SimConfig, data: st.DataObject) -
             line = h.events[i].line  # type: ignore[union-attr]
             if not line.startswith("JOIN "):
                 continue
-            name = line.split(" ")[-1]
+            name = event(line).name  # type: ignore[union-attr]
             own = a == 0
             # Someone else's JOIN only counts if a MSG of that name follows.
             follows = any(
-                h.events[k].line.startswith("MSG ") and msg_parts(h.events[k].line)[1] == name  # type: ignore[union-attr]
+                h.events[k].line.startswith("MSG ") and msg_of(h.events[k].line).name == name  # type: ignore[union-attr]
                 for k in s[a + 1 :]
             )
             if own or follows:
@@ -320,8 +336,9 @@ def test_a_misnumbered_broadcast_breaks_seq(cfg: SimConfig, data: st.DataObject,
     broken = copy(histories)
     h = next(h for h in broken if h.client == client)
     e: Event = h.events[i]
-    kind, seq, rest = e.line.split(" ", 2)  # type: ignore[union-attr]
-    h.events[i] = Received(e.t, f"{kind} {int(seq) + shift} {rest}")
+    ev = event(e.line)  # type: ignore[union-attr]
+    assert isinstance(ev, (Join, Msg, Leave)) and ev.seq is not None
+    h.events[i] = Received(e.t, server_line(dataclasses.replace(ev, seq=ev.seq + shift)))
     report = check_all(broken, CONFIG)
     assert "seq" in fired(report)
     assert fired(report) <= {"seq", "agreement"}
