@@ -96,7 +96,12 @@ SEND_SLICE = 65536
 FAST_PATH_BUDGET = 0.050
 
 #: The longest one reader's batch of lines waits for a congested recipient whose
-#: client is behind; then that recipient is marked stalled (see wait_below).
+#: *peer* is behind (its socket cannot take more: the client reads slower
+#: than the room talks); that recipient is then marked stalled, and the
+#: lines go out regardless (if it still cannot take them it overflows and is
+#: dropped as slow). A recipient whose socket is empty is behind only because
+#: the server is (its writer starved of CPU): readers keep waiting for it, a
+#: new period at a time, since dropping it would punish a client that reads.
 MAX_BACKPRESSURE_WAIT = 2.0
 
 
@@ -227,20 +232,12 @@ class Outbox:
 
     # -- backpressure, called by readers WITHOUT the room lock ------------------
     def wait_below(self, high_water: int, deadline: float) -> None:
-        """Wait while this outbox holds more than ``high_water`` lines: the backpressure rule.
+        """Wait while this outbox holds more than ``high_water`` lines.
 
-        The rule, in full, is in docs/architecture.md ("Backpressure and slow
-        consumers"). In short: a reader that finds a recipient past the
-        high-water mark waits here, outside the room lock, until the recipient
-        drains to ``high_water`` or stops. It marks the recipient *stalled*
-        (nobody waits for it again until its writer makes progress, so it is
-        dropped as slow when it overflows) when its writer moves no byte for
-        :data:`STALL_TIMEOUT` while this reader ran :data:`STALL_SLICES_MIN`
-        times, or when it is still congested at ``deadline`` and its client is
-        the one behind (:func:`peer_is_behind`). If the server is the one behind
-        (the socket has room), it returns at ``deadline`` unmarked, and the
-        reader waits again, a new period at a time: whether to stop pausing is
-        never decided by the clock alone.
+        Returns when it drains to the mark or stops; or, marking it stalled
+        (nobody waits for it again until its writer makes progress, so it will
+        be dropped as slow when it overflows), at ``deadline`` or when its
+        writer moves no byte for :data:`STALL_TIMEOUT`.
         """
         with self._progress:
             self._waiters += 1

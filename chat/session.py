@@ -160,10 +160,20 @@ class Session:
         return True
 
     def _flush(self, pending: list[str]) -> None:
-        """Broadcast pending chat lines, pausing (outside the lock) while a recipient is congested.
+        """Broadcast pending chat lines, pausing while a recipient is congested.
 
-        The backpressure rule: docs/architecture.md, "Backpressure and slow
-        consumers"; the wait itself is :meth:`chat.delivery.Outbox.wait_below`.
+        Backpressure, outside the lock: a healthy but busy recipient (its
+        writer starved of the GIL by readers like this one) catches up instead
+        of letting its backlog reach the slow limit. Each pause for a recipient
+        whose client is the one behind (its socket cannot take more bytes) is
+        bounded: after MAX_BACKPRESSURE_WAIT that recipient is marked stalled,
+        and nobody waits for it again until its writer makes progress (it
+        overflows and is dropped as slow); so is one whose writer moves no byte
+        for STALL_TIMEOUT. When the server is the one behind (the socket has
+        room, the writer is short of CPU), the sender keeps waiting, a new
+        period at a time: the room runs at the server's pace and drops nobody.
+        Whether to pause is never decided by the clock alone: a reader
+        descheduled across a deadline must not flood a member that reads.
         """
         if not pending:
             return
