@@ -138,7 +138,6 @@ def scrape(url: str) -> str:
         return body.decode()
 
 
-@pytest.mark.e2e
 def test_metrics_endpoint_after_traffic() -> None:
     srv = ServerProcess("--max-clients", "10", "--metrics-port", "0").start()
     try:
@@ -172,7 +171,6 @@ def test_metrics_endpoint_after_traffic() -> None:
     assert "Traceback" not in err, err
 
 
-@pytest.mark.e2e
 def test_metrics_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

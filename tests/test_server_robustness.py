@@ -21,8 +21,6 @@ from tests.server_kit import (  # noqa: F401  (a fixture)
     wait_for,
 )
 
-pytestmark = pytest.mark.e2e
-
 
 def msg_text(line: str) -> str:
     m = MSG_RE.match(line)

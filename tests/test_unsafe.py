@@ -25,7 +25,6 @@ SWARM_TIMEOUT = 90.0
 TEST_WINDOWS = {"lock-order-deadlock": "--race-window 0.02"}
 
 
-@pytest.mark.e2e
 def test_unknown_bug_is_a_usage_error_listing_the_valid_names() -> None:
     res = run_module("chat.server", ["--port", "0", "--unsafe", "no-such-bug"], timeout=30)
     assert res.returncode == 2
@@ -37,14 +36,12 @@ def test_unknown_bug_is_a_usage_error_listing_the_valid_names() -> None:
     assert res.stdout == ""
 
 
-@pytest.mark.e2e
 def test_race_window_needs_unsafe() -> None:
     res = run_module("chat.server", ["--port", "0", "--race-window", "0.01"], timeout=30)
     assert res.returncode == 2
     assert res.stderr.strip() == "chat.server: --race-window only applies with --unsafe BUG"
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("value", ["-1", "abc", "2"])
 def test_bad_race_window_is_a_usage_error(value: str) -> None:
     res = run_module(
@@ -61,7 +58,6 @@ def test_get_bug() -> None:
         get_bug("x")
 
 
-@pytest.mark.e2e
 def test_banner_on_stderr_and_the_ready_line_unchanged() -> None:
     srv = ServerProcess("--unsafe", "seq-outside-lock", "--race-window", "0").start()
     with srv.connect() as c:
@@ -123,7 +119,6 @@ def run_swarm(bug: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=SWARM_TIMEOUT, cwd=REPO)
 
 
-@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("bug", list(BUGS))
 def test_every_bug_is_caught_by_a_short_swarm(bug: str) -> None:

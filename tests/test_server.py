@@ -22,8 +22,6 @@ from chat.session import HELLO_TEXT
 from tests.helpers import REPO, LineClient
 from tests.server_kit import DELIVERIES, ServerFactory, member, start_server_fixture  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(params=DELIVERIES)
 def delivery(request: pytest.FixtureRequest) -> str:
