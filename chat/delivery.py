@@ -158,16 +158,6 @@ class Outbox:
     def backlog(self) -> int:
         return 0
 
-    def put_last(self, line: bytes, send_until: float = math.inf) -> None:
-        """Queue (or send) one last line without ever blocking, then :meth:`finish`.
-
-        For shutdown, which must never wait on a member's socket: the writer
-        designs queue the line (the fast path within ``send_until``), ``direct``
-        sends it non-blocking and drops what the socket refuses.
-        """
-        self.put_many([line], send_until)
-        self.finish()
-
     def finish(self) -> None:
         """Send everything queued so far, then stop. No puts after this."""
         self.is_finishing = True
@@ -288,13 +278,12 @@ class DirectOutbox(Outbox):
             log.debug("direct send to %s failed: %s", self.label, exc)
         return 0
 
-    def put_last(self, line: bytes, send_until: float = math.inf) -> None:
-        """Best-effort send that never blocks (``sendall`` could, under the lock), then finish."""
+    def send_nowait(self, line: bytes) -> None:
+        """Best-effort send that never blocks: for shutdown, which must not hang."""
         try:
             self.sock.send(line, socket.MSG_DONTWAIT)
         except OSError as exc:
-            log.debug("last send to %s failed: %s", self.label, exc)
-        self.finish()
+            log.debug("shutdown send to %s failed: %s", self.label, exc)
 
 
 class QueuedOutbox(Outbox):

@@ -76,9 +76,10 @@ class RoomCollector(Collector):
         unsafe: str | None = None,
     ) -> None:
         self.room = room
-        # The room names every lock it uses; only instrumented ones have figures to report.
-        self.locks = [lk for lk in room.locks() if isinstance(lk, InstrumentedLock)]
-        self.locks += [lk for lk in locks if lk not in self.locks]
+        self.locks = list(locks)
+        lock = getattr(room, "lock", None)
+        if isinstance(lock, InstrumentedLock) and lock not in self.locks:
+            self.locks.insert(0, lock)
         self.unsafe = unsafe
 
     def collect(self) -> Iterator[Metric]:
@@ -241,5 +242,6 @@ def serve_metrics(room: Room, host: str, port: int, *, unsafe: str | None = None
     """Start serving the room's metrics; raises ``OSError`` when the port cannot be bound."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-    registry.register(RoomCollector(room, unsafe=unsafe))
+    extra = getattr(room, "extra_locks", None)  # an unsafe room's second lock
+    registry.register(RoomCollector(room, locks=extra() if extra is not None else (), unsafe=unsafe))
     return MetricsServer(host, port, registry).start()

@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from chat import protocol
@@ -90,9 +90,6 @@ class RoomStats:
 
 class Room:
     """Members, names, the global seq and the outboxes, behind one lock."""
-
-    #: Chat lines per broadcast in ``say`` (see SAY_CHUNK): an extension point, like the steps below.
-    say_chunk = SAY_CHUNK
 
     def __init__(
         self,
@@ -166,19 +163,24 @@ class Room:
         """Critical section ``join``: register ``name`` for ``conn`` and announce it.
 
         Returns ``None`` on success, else the refusal's code. ``name`` must
-        already be valid (:func:`chat.protocol.check_name`). The check, the
-        registration and the announcement are one critical section: split the
-        check from the registration and two joiners get one name; announce
-        before registering and the newcomer misses what follows its JOIN.
+        already be valid (:func:`chat.protocol.check_name`).
         """
         key = protocol.name_key(name)
+        # Check, register and announce in ONE critical section: split the check
+        # from the registration and two joiners get one name (--unsafe
+        # name-check-race); announce before registering and the newcomer misses
+        # what follows its JOIN (--unsafe join-before-register).
         with self.lock:
             if self.is_closing:
                 return ErrorCode.TIMEOUT
-            if not self._is_free_locked(key, conn):
+            if key in self.members:
                 return ErrorCode.NAME_TAKEN
-            self._register_locked(key, conn)
-            self._welcome_locked(conn, name)
+            self.members[key] = conn
+            conn.name = name
+            conn.is_member = True
+            self.stats.joins += 1
+            conn.outbox.put(protocol.format_event(protocol.Ok(name)))
+            self._broadcast(protocol.format_event(protocol.Join(self._next_seq(), name)))
             return None
 
     def say(
@@ -198,7 +200,8 @@ class Room:
         """
         name = conn.name
         assert name is not None
-        # The seqs and the recipients of every text are fixed in this one critical section.
+        # Seqs and recipients are fixed in this one critical section (--unsafe
+        # seq-outside-lock splits them; --unsafe torn-writes writes outside it).
         with self.lock:
             if not conn.is_member or self.is_closing:
                 return len(texts), None
@@ -219,11 +222,16 @@ class Room:
             # one call per member per text. The pause check runs between chunks,
             # so a reader overshoots the high-water mark by one chunk at most.
             # A chunk is also at most half the room between the mark and the
-            # slow limit.
-            chunk_size = max(1, min(self.say_chunk, (self.max_backlog - self.high_water) // 2))
+            # slow limit. A room that redefines _broadcast (the teaching bugs of
+            # chat.unsafe) keeps one broadcast per text.
+            chunk_size = max(1, min(SAY_CHUNK, (self.max_backlog - self.high_water) // 2))
+            if type(self)._broadcast is not Room._broadcast:
+                chunk_size = 1
             while done < total:
                 chunk = texts[done : done + chunk_size]
-                congested = self._broadcast_many(self._number_locked(name, chunk))
+                lines = [protocol.format_msg(self._next_seq(), name, text) for text in chunk]
+                many = chunk_size > 1
+                congested = self._broadcast_many(lines) if many else self._broadcast(lines[0])
                 done += len(chunk)
                 if congested is not None and may_pause:
                     return done, congested
@@ -240,16 +248,11 @@ class Room:
         """Critical section ``leave``: unregister ``conn`` and announce why.
 
         Idempotent: a connection that already left (or never joined) is not
-        announced again, so a drop racing a ``/quit`` gives one LEAVE; "is it
-        still a member?" is therefore asked inside the critical section. With
+        announced again, so a drop racing a ``/quit`` gives one LEAVE. With
         ``quit`` the leaver gets ``BYE`` first and its outbox is finished.
         """
-        with self.lock:
+        with self.lock:  # is_member is checked inside (--unsafe double-leave checks it outside)
             return self._leave_locked(conn, reason)
-
-    def locks(self) -> list[SupportsLock]:
-        """Every lock the room uses, its own first: the locks whose figures metrics report."""
-        return [self.lock]
 
     # -- shutdown ---------------------------------------------------------------
     def shutdown(self, lock_timeout: float) -> list[Connection]:
@@ -269,59 +272,28 @@ class Room:
             conns = list(self.connections)
             send_until = time.perf_counter() + FAST_PATH_BUDGET
             for conn in conns:
-                # Never blocks; sent directly only within the fast path's budget, like a
-                # broadcast, so the section stays short (without the lock: only queued).
-                conn.outbox.put_last(bye, send_until=send_until if locked else 0.0)
+                send_nowait = getattr(conn.outbox, "send_nowait", None)
+                if send_nowait is not None:  # direct design: never block here
+                    send_nowait(bye)
+                    conn.outbox.finish()
+                else:
+                    # Within the fast path's budget, like a broadcast, so the section
+                    # stays short; without the lock, only queued (never sent here).
+                    conn.outbox.put_many([bye], send_until=send_until if locked else 0.0)
+                    conn.outbox.finish()
             return conns
         finally:
             if locked:
                 self.lock.release()
 
-    # -- steps: each called with the lock held ------------------------------------
-    # The public methods above are short sequences of these steps. They are the
-    # room's extension points: a subclass changes a step, never a section's body
-    # (the bug catalogue, chat.bugs, is such a subclass; docs/architecture.md).
-
+    # -- helpers: called with the lock held --------------------------------------
     def _next_seq(self) -> int:
-        """The next broadcast's seq."""
+        """Called with the lock held."""
         self.seq += 1
         return self.seq
 
-    def _is_free_locked(self, key: str, conn: Connection) -> bool:
-        """Whether the name ``key`` is free for ``conn`` (free, or already its own)."""
-        return self.members.get(key, conn) is conn
-
-    def _register_locked(self, key: str, conn: Connection) -> None:
-        """Put ``conn`` into the registry under ``key``: from here on, broadcasts reach it."""
-        self.members[key] = conn
-
-    def _unregister_locked(self, conn: Connection) -> None:
-        """Take ``conn`` out of the registry; a name now held by another connection is left alone."""
-        if conn.name is not None:
-            key = protocol.name_key(conn.name)
-            if self.members.get(key) is conn:
-                del self.members[key]
-
-    def _welcome_locked(self, conn: Connection, name: str) -> bytes:
-        """Make ``conn`` a member: ``OK`` to it, ``JOIN`` to the room. Returns the JOIN line."""
-        conn.name = name
-        conn.is_member = True
-        self.stats.joins += 1
-        conn.outbox.put(protocol.format_event(protocol.Ok(name)))
-        join = protocol.format_event(protocol.Join(self._next_seq(), name))
-        self._broadcast(join)
-        return join
-
-    def _number_locked(self, name: str, texts: Sequence[str]) -> list[bytes]:
-        """The MSG lines of ``texts`` from ``name``, with consecutive seqs."""
-        return [protocol.format_msg(self._next_seq(), name, text) for text in texts]
-
-    def _recipients_locked(self) -> Iterable[Connection]:
-        """Who a broadcast reaches: every member."""
-        return self.members.values()
-
     def _broadcast(self, line: bytes) -> Outbox | None:
-        """Put ``line`` to every member.
+        """Put ``line`` to every member. Called with the lock held.
 
         Members whose backlog overflows are dropped as slow, each announced by
         a broadcast of its own. Returns the most backlogged outbox past the
@@ -330,7 +302,7 @@ class Room:
         return self._broadcast_many([line])
 
     def _broadcast_many(self, lines: list[bytes]) -> Outbox | None:
-        """Put ``lines`` (consecutive seqs, in order) to every member: the fan-out.
+        """Put ``lines`` (consecutive seqs, in order) to every member. Called with the lock held.
 
         The same as one :meth:`_broadcast` per line, except that a member that
         overflows is dropped (and its LEAVE takes its seq) after the whole
@@ -341,11 +313,11 @@ class Room:
         worst: Outbox | None = None
         worst_n = high
         overflowed: list[Connection] | None = None
-        n_members = len(self.members)
+        members = self.members.values()
         # batched sends straight to idle members' sockets only within this budget,
         # so that the section stays short however many members (chat.delivery).
         send_until = time.perf_counter() + FAST_PATH_BUDGET
-        for conn in self._recipients_locked():
+        for conn in members:
             n = conn.outbox.put_many(lines, send_until)
             if n > worst_n:
                 if n > limit:
@@ -355,7 +327,7 @@ class Room:
                 elif not conn.outbox.is_stalled:  # nobody waits for a stalled one
                     worst, worst_n = conn.outbox, n
         self.stats.broadcasts += len(lines)
-        self.stats.deliveries += n_members * len(lines)
+        self.stats.deliveries += len(members) * len(lines)
         if worst is not None:
             self._congested = worst
         if overflowed:
@@ -378,15 +350,14 @@ class Room:
             conn.outbox.abort()
 
     def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:
-        """Leave, unless ``conn`` is no longer a member (or the room is closing)."""
+        """Unregister and announce, whatever the reason. Called with the lock held.
+
+        Every reason is announced (--unsafe lost-leave forgets ``disconnected``).
+        """
         if not conn.is_member or self.is_closing:
             return False
-        self._depart_locked(conn, reason)
-        return True
-
-    def _depart_locked(self, conn: Connection, reason: LeaveReason) -> None:
-        """A member leaves, whatever the reason: unregistered, told (quit) or cut off, announced."""
-        self._unregister_locked(conn)
+        assert conn.name is not None
+        del self.members[protocol.name_key(conn.name)]
         conn.is_member = False
         self.stats.leaves[reason.value] += 1
         if reason is LeaveReason.QUIT:
@@ -399,9 +370,5 @@ class Room:
                 log.info("dropping slow member %s", conn.name)
                 if self._on_slow is not None:
                     self._on_slow(conn)
-        self._announce_leave_locked(conn, reason)
-
-    def _announce_leave_locked(self, conn: Connection, reason: LeaveReason) -> None:
-        """``LEAVE`` to the room, for every reason."""
-        assert conn.name is not None
         self._broadcast(protocol.format_event(protocol.Leave(self._next_seq(), conn.name, reason.value)))
+        return True

@@ -459,7 +459,7 @@ def test_direct_outbox_sends_at_once_and_survives_a_gone_peer(sockets: Sockets) 
     assert outbox.is_broken
 
 
-def test_direct_put_last_never_blocks_on_a_full_socket(sockets: Sockets) -> None:
+def test_direct_send_nowait_never_blocks_on_a_full_socket(sockets: Sockets) -> None:
     ours, _peer = sockets.pair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     outbox = DirectOutbox(ours, "n")
@@ -470,8 +470,7 @@ def test_direct_put_last_never_blocks_on_a_full_socket(sockets: Sockets) -> None
     except BlockingIOError:
         pass  # full
     ours.setblocking(True)
-    outbox.put_last(b"BYE server shutting down\n")  # returns: the line is lost, not waited for
-    assert outbox.is_finishing
+    outbox.send_nowait(b"BYE server shutting down\n")  # returns: the line is lost, not waited for
 
 
 def tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -612,9 +611,9 @@ def test_a_sender_keeps_waiting_for_a_member_the_server_is_behind_on(
     """
     from types import SimpleNamespace
 
-    from chat import session
+    from chat import server
 
-    monkeypatch.setattr(session, "MAX_BACKPRESSURE_WAIT", 0.02)
+    monkeypatch.setattr(server, "MAX_BACKPRESSURE_WAIT", 0.02)
     room = Room(max_clients=5, max_backlog=40)  # high-water mark 10, low 5
     ours, peer = sockets.pair()
     paced = PacedOutbox(ours, "r")
@@ -638,7 +637,7 @@ def test_a_sender_keeps_waiting_for_a_member_the_server_is_behind_on(
     pacer.start()
     texts = [f"m{i}" for i in range(60)]
     try:
-        session.Session._flush(SimpleNamespace(room=room, conn=sender), list(texts))  # type: ignore[arg-type]
+        server.Session._flush(SimpleNamespace(room=room, conn=sender), list(texts))  # type: ignore[arg-type]
         assert recipient.is_member, "a member that reads was dropped as slow"
         got = read_lines(peer, 3 + len(texts))  # OK r, JOIN r, JOIN s, then the messages
         assert [g.split(b" ", 3)[3] for g in got[3:]] == [t.encode() for t in texts]

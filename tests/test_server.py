@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from chat.session import HELLO_TEXT
+from chat.server import HELLO_TEXT
 from tests.helpers import REPO, LineClient
 from tests.server_kit import DELIVERIES, ServerFactory, member, start_server_fixture  # noqa: F401  (a fixture)
 
@@ -254,7 +254,7 @@ def test_handshake_timeout(start_server: ServerFactory, delivery: str) -> None:
 
 
 def test_fractional_handshake_timeout_is_accepted_and_30s_is_the_default() -> None:
-    from chat.server.cli import build_parser
+    from chat.server import build_parser
 
     assert build_parser().parse_args([]).handshake_timeout == 30.0
     assert build_parser().parse_args(["--handshake-timeout", "0.25"]).handshake_timeout == 0.25

@@ -14,8 +14,8 @@ import threading
 
 import pytest
 
-from chat.bugs import BUGS, LockWatchdog, UnknownBug, get_bug
 from chat.lockstat import InstrumentedLock
+from chat.unsafe import BUGS, LockWatchdog, UnknownBug, get_bug
 from tests.helpers import REPO, ServerProcess, run_module
 
 SWARM_TIMEOUT = 90.0

@@ -1,7 +1,7 @@
 """``python -m harness.bugrate``: how reliably the harness catches each catalogued bug (a benchmark).
 
 Not a test: it runs many swarms and reports rates. The bar (issue 5) is that
-every bug of :mod:`chat.bugs` is detected in at least 19 of 20 runs of at
+every bug of :mod:`chat.unsafe` is detected in at least 19 of 20 runs of at
 most 10 s each, and that the safe server shows 0 violations in 100 runs of
 every scenario. docs/bugs.md holds the measured figures and the command.
 
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chat.bugs import BUGS
+    from chat.unsafe import BUGS
 
     args = build_parser().parse_args(argv)
     bugs = list(BUGS) if not args.bugs or args.bugs == ["all"] else args.bugs
