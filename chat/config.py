@@ -1,8 +1,8 @@
 """The server's settings: what the command line can change, and the fixed budgets behind them.
 
-A leaf: no sockets, no threads, and no import of the server. The room, the
-session, the acceptor and the bug catalogue all read their settings from here,
-so that a setting is defined (and its value explained) once.
+A leaf: no sockets, no threads, and no import of the server. The session, the
+acceptor and the command line read their settings from here, so that a setting
+is defined (and its value explained) once.
 """
 
 from __future__ import annotations
