@@ -2,6 +2,6 @@
 
 import sys
 
-from chat.server import main
+from chat.server.cli import main
 
 sys.exit(main())

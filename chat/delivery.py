@@ -1,10 +1,12 @@
 """Outboxes: how lines reach one member's socket. Three designs behind ``--delivery``.
 
-Each connection owns one outbox, and the outbox is the only code that writes to
-that connection's socket. The room calls :meth:`Outbox.put` for every line the
-connection should receive, **always with the room lock held**: puts to one
-outbox are therefore never concurrent (one producer at a time) and a
-connection's lines leave in the order the room produced them.
+Not the room and not the protocol: an outbox takes finished lines and gets them
+to one socket, in order. Each connection owns one outbox, and the outbox is the
+only code that writes to that connection's socket. The room calls
+:meth:`Outbox.put` for every line the connection should receive, **always with
+the room lock held**: puts to one outbox are therefore never concurrent (one
+producer at a time) and a connection's lines leave in the order the room
+produced them.
 
 ``direct``
     The original design: ``put`` calls ``sendall`` right away, under the room
@@ -16,41 +18,17 @@ connection's lines leave in the order the room produced them.
     touches a socket, but each line costs a condition notify (a wake-up of the
     writer) and a ``send`` of its own.
 ``batched`` (the default)
-    A writer thread per member fed by a ``deque``. The broadcaster appends, and
-    wakes the writer only when the deque goes from empty to non-empty; the
-    writer drains everything pending into one ``sendall``. Under load one
-    wake-up and one syscall carry hundreds of lines. When the writer is idle
-    (its deque empty, nothing of its in flight), the broadcaster first hands the
-    line to the socket itself with a non-blocking ``send``: a quiet room then
-    costs no thread wake-up at all, and only what the socket does not take at
-    once goes to the writer.
+    A writer thread per member fed by a ``deque``, woken only when the deque
+    goes from empty to non-empty, which drains everything pending into one
+    send; and, while the writer is idle, the *fast path*: the broadcaster hands
+    the line to the socket itself with a non-blocking ``send``.
 
-Why "empty to non-empty" loses no wake-up in ``batched``: the producer checks
-``len(deque) == 1`` *after* its append (``len(deque) <= len(batch)`` after
-extending by a batch: nothing older than the batch is left), and producers are
-serialised by the room lock. The writer takes its wake-up *before* draining and
-drains until the deque is empty. The first batch added after the writer saw the
-deque empty is therefore added to an empty deque by the only producer, which
-sees no older line and wakes the writer; every later line is either drained in
-the same pass or behind that one. (A writer that pops concurrently can only
-make the producer wake it once more than needed.)
-
-Why the idle fast path keeps each connection's order: it runs only under the
-room lock (so after every earlier put), only when the deque is empty, and only
-while it holds the outbox's ``_sending`` lock, taken without blocking. The
-writer holds ``_sending`` from *before* it pops until *after* its send returned,
-so while the fast path holds it no older line is in the deque or in the
-writer's hands: nothing older can reach the socket after the fast path's bytes.
-(A lock rather than a flag: its acquire and release order the two threads'
-memory on every build of Python, free-threaded ones included.) What the socket
-does not take (a full buffer, or a peer that is gone) goes into the deque, to
-an empty deque, so the wake-up rule above applies to it unchanged.
-
-Why the fast path cannot hold the room lock for long: each ``send`` lets go of
-the GIL, and taking it back may cost a thread switch interval (5 ms) when other
-threads are busy. So a broadcast sends directly only until its budget
-(:data:`FAST_PATH_BUDGET`) is spent; the remaining members' lines go to their
-writers, as without the fast path.
+Three rules keep ``batched`` correct and the room lock short; each is argued
+once, in docs/architecture.md: *no lost wake-up* ("No lost wake-up in
+batched"), *the fast path keeps each connection's order* ("The fast path keeps
+each connection's order"), and *the fast path's budget*
+(:data:`FAST_PATH_BUDGET`). The backpressure rule that :meth:`Outbox.wait_below`
+serves is there too ("Backpressure and slow consumers").
 """
 
 from __future__ import annotations
@@ -92,16 +70,14 @@ STALL_SLICES_MIN = 5
 SEND_SLICE = 65536
 
 #: How long one broadcast may spend in fast-path sends under the room lock;
-#: past it, lines go to the writers (see the module docstring).
+#: past it, lines go to the writers. Each send lets go of the GIL, and taking it
+#: back can cost a switch interval (5 ms) under load: the budget bounds the
+#: section whatever the number of members (docs/architecture.md says why 50 ms).
 FAST_PATH_BUDGET = 0.050
 
 #: The longest one reader's batch of lines waits for a congested recipient whose
-#: *peer* is behind (its socket cannot take more: the client reads slower
-#: than the room talks); that recipient is then marked stalled, and the
-#: lines go out regardless (if it still cannot take them it overflows and is
-#: dropped as slow). A recipient whose socket is empty is behind only because
-#: the server is (its writer starved of CPU): readers keep waiting for it, a
-#: new period at a time, since dropping it would punish a client that reads.
+#: *peer* is behind; that recipient is then marked stalled (the backpressure
+#: rule, docs/architecture.md "Backpressure and slow consumers").
 MAX_BACKPRESSURE_WAIT = 2.0
 
 
@@ -117,9 +93,13 @@ class Outbox:
     """Base class: one connection's ordered path to its socket.
 
     Lifecycle: ``start()``; any number of ``put()`` calls (room lock held);
-    then either ``finish()`` (send what is queued, then stop) or ``abort()``
-    (drop what is queued, shut the socket, stop). ``join()`` waits for the
-    writer thread.
+    then either ``finish()`` (send what is queued, then stop),
+    ``finish_with(line)`` (the same, after one last line, without ever
+    blocking) or ``abort()`` (drop what is queued, shut the socket, stop).
+    ``join()`` waits for the writer thread.
+
+    A subclass whose ``put`` can block (it sends in the caller's thread) must
+    override :meth:`finish_with`, which must not.
     """
 
     has_writer = False
@@ -161,6 +141,19 @@ class Outbox:
     def finish(self) -> None:
         """Send everything queued so far, then stop. No puts after this."""
         self.is_finishing = True
+
+    def finish_with(self, line: bytes, send_until: float = 0.0) -> None:
+        """Put one last line (``BYE``), then :meth:`finish`; never blocks, whatever the peer does.
+
+        For shutdown, which must end within its budget even when a member's
+        socket is full, and which may run without the room lock (see
+        :meth:`chat.room.Room.shutdown`). ``send_until`` is the fast path's
+        deadline, as for :meth:`put_many`; the default, already passed, only
+        queues the line. This default queues through :meth:`put_many`, which
+        never blocks for a design with a writer thread.
+        """
+        self.put_many([line], send_until)
+        self.finish()
 
     def abort(self) -> None:
         """Drop the queue and stop now; shuts the socket so a blocked send returns."""
@@ -278,12 +271,18 @@ class DirectOutbox(Outbox):
             log.debug("direct send to %s failed: %s", self.label, exc)
         return 0
 
-    def send_nowait(self, line: bytes) -> None:
-        """Best-effort send that never blocks: for shutdown, which must not hang."""
-        try:
-            self.sock.send(line, socket.MSG_DONTWAIT)
-        except OSError as exc:
-            log.debug("shutdown send to %s failed: %s", self.label, exc)
+    def finish_with(self, line: bytes, send_until: float = 0.0) -> None:
+        """Best effort: one non-blocking send, then finish. ``put`` would block on a full socket.
+
+        A line that the socket does not take at once is lost; the connection is
+        closing anyway.
+        """
+        if not self.is_finishing and not self.is_broken:
+            try:
+                self.sock.send(line, socket.MSG_DONTWAIT)
+            except OSError as exc:
+                log.debug("last send to %s failed: %s", self.label, exc)
+        self.finish()
 
 
 class QueuedOutbox(Outbox):
@@ -328,7 +327,7 @@ class BatchedOutbox(Outbox):
     """A writer thread fed by a deque, woken only on empty to non-empty; one send per drain."""
 
     has_writer = True
-    #: The idle fast path (see the module docstring). Off in tests and
+    #: The idle fast path (docs/architecture.md). Off in tests and
     #: benchmarks that need lines to stay queued.
     send_when_idle = True
 

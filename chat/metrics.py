@@ -26,8 +26,9 @@ Metric families (documented in docs/metrics.md)::
     chat_lock_blocked_by_total{section,site,holder}                     counter
     chat_unsafe_info{bug}                                               gauge (only in --unsafe mode)
 
-``section`` is the lock's name (``registry`` for the room's one lock); ``site``
-is the critical section that took it (``say``, ``join``, ...).
+``section`` is the lock's name (``registry`` for the room's lock, and one
+section per other lock that :meth:`chat.room.Room.locks` reports); ``site`` is
+the critical section that took it (``say``, ``join``, ...).
 """
 
 from __future__ import annotations
@@ -66,20 +67,14 @@ def _buckets(h: HistogramSnapshot) -> list[tuple[str, float]]:
 
 
 class RoomCollector(Collector):
-    """Reads the room (and its lock, when instrumented) on every scrape."""
+    """Reads the room (and its locks, when instrumented) on every scrape."""
 
-    def __init__(
-        self,
-        room: Room,
-        *,
-        locks: Iterable[InstrumentedLock] = (),
-        unsafe: str | None = None,
-    ) -> None:
+    def __init__(self, room: Room, *, unsafe: str | None = None) -> None:
         self.room = room
-        self.locks = list(locks)
-        lock = getattr(room, "lock", None)
-        if isinstance(lock, InstrumentedLock) and lock not in self.locks:
-            self.locks.insert(0, lock)
+        #: Every lock the room says it takes (:meth:`chat.room.Room.locks`) that
+        #: measures itself; a plain lock has no figures to give.
+        self.locks = [lock for lock in room.locks() if isinstance(lock, InstrumentedLock)]
+        #: The injected bug's name, shown as ``chat_unsafe_info{bug}``; None for the safe server.
         self.unsafe = unsafe
 
     def collect(self) -> Iterator[Metric]:
@@ -242,6 +237,5 @@ def serve_metrics(room: Room, host: str, port: int, *, unsafe: str | None = None
     """Start serving the room's metrics; raises ``OSError`` when the port cannot be bound."""
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
-    extra = getattr(room, "extra_locks", None)  # an unsafe room's second lock
-    registry.register(RoomCollector(room, locks=extra() if extra is not None else (), unsafe=unsafe))
+    registry.register(RoomCollector(room, unsafe=unsafe))
     return MetricsServer(host, port, registry).start()

@@ -1,5 +1,8 @@
 """The room: the one state that the server's threads share, and its one lock.
 
+Not the sockets and not the threads: the room decides who gets which line, in
+which order; the outboxes (:mod:`chat.delivery`) carry the lines.
+
 Theory of operation
 -------------------
 Every thread of the server (the acceptor, one reader per connection, one writer
@@ -38,6 +41,25 @@ sends under the lock on purpose (see :mod:`chat.delivery`). Readers that wait fo
 a congested recipient (backpressure) wait *outside* the lock: ``say`` stops at
 the first recipient past the high-water mark and returns it, the reader waits
 for it to drain, then broadcasts the rest. docs/architecture.md explains the rule.
+
+Extension points
+----------------
+``join``, ``say`` and ``leave`` are short sequences of the steps below, each a
+method called with the lock held (hence the ``_locked`` suffix). A subclass
+changes what a section does by overriding a step, never by copying a section's
+body; :meth:`Room.locks` tells a monitor about any lock it adds.
+
+``_claim_locked(conn, key)``         registry check-and-set by identity (join)
+``_enrol_locked(conn, name)``        the connection becomes a member (join)
+``_announce_join_locked(conn, name)``  ``OK`` to it, ``JOIN`` to all (join)
+``_number_locked(name, texts)``      consecutive seqs, formatted ``MSG`` lines (say)
+``_next_seq()``                      one seq (every broadcast)
+``_recipients_locked()``             what a broadcast iterates (every broadcast)
+``_broadcast_locked(lines)``         the fan-out to every recipient (every broadcast)
+``_leave_locked(conn, reason)``      the checked leave: members only, once (leave, slow drops)
+``_depart_locked(conn, reason)``     the unchecked rest of a leave
+``_unregister_locked(conn)``         remove the registry entry if it is ``conn``'s
+``_announce_leave_locked(conn, reason)``  ``LEAVE`` to the others
 """
 
 from __future__ import annotations
@@ -45,7 +67,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from chat import protocol
@@ -89,7 +111,12 @@ class RoomStats:
 
 
 class Room:
-    """Members, names, the global seq and the outboxes, behind one lock."""
+    """Members, names, the global seq and the outboxes, behind one lock.
+
+    Each public method is one critical section (the module docstring names
+    them), written as a short sequence of the steps listed under "Extension
+    points" above.
+    """
 
     def __init__(
         self,
@@ -110,6 +137,11 @@ class Room:
         #: ... and, once waiting, until it is back to this: one wake-up per
         #: half a high-water mark of lines, not one per line.
         self.low_water = self.high_water // 2
+        #: Chat lines numbered and put to each outbox per step of ``say``: at
+        #: most SAY_CHUNK, and at most half the room between the high-water mark
+        #: and the slow limit, so that a reader overshoots the mark by one chunk
+        #: at most and never pushes a live recipient to the limit.
+        self.say_chunk = max(1, min(SAY_CHUNK, (max_backlog - self.high_water) // 2))
         self.connections: set[Connection] = set()
         self.members: dict[str, Connection] = {}
         self.seq = 0
@@ -119,6 +151,10 @@ class Room:
         #: The last recipient seen past the high-water mark, so that ``say``
         #: pauses *before* adding to it (guarded by the lock).
         self._congested: Outbox | None = None
+
+    def locks(self) -> list[SupportsLock]:
+        """Every lock this room takes, ``self.lock`` first: what metrics and watchdogs watch."""
+        return [self.lock]
 
     # -- slots ------------------------------------------------------------------
     def admit(self, conn: Connection, *, lock_timeout: float = -1) -> bool:
@@ -167,20 +203,15 @@ class Room:
         """
         key = protocol.name_key(name)
         # Check, register and announce in ONE critical section: split the check
-        # from the registration and two joiners get one name (--unsafe
-        # name-check-race); announce before registering and the newcomer misses
-        # what follows its JOIN (--unsafe join-before-register).
+        # from the registration and two joiners get one name; announce before
+        # registering and the newcomer misses what is said right after its JOIN.
         with self.lock:
             if self.is_closing:
                 return ErrorCode.TIMEOUT
-            if key in self.members:
+            if not self._claim_locked(conn, key):
                 return ErrorCode.NAME_TAKEN
-            self.members[key] = conn
-            conn.name = name
-            conn.is_member = True
-            self.stats.joins += 1
-            conn.outbox.put(protocol.format_event(protocol.Ok(name)))
-            self._broadcast(protocol.format_event(protocol.Join(self._next_seq(), name)))
+            self._enrol_locked(conn, name)
+            self._announce_join_locked(conn, name)
             return None
 
     def say(
@@ -190,18 +221,17 @@ class Room:
 
         Returns how many of ``texts`` it broadcast, and the outbox of a
         recipient past the high-water mark, if any, so that the caller can
-        wait for it *outside the lock*. With ``may_pause`` it stops as soon as
-        one is (before the first text, too, if one still is from an earlier
-        broadcast); the caller waits, then calls again with the rest. However
-        many readers broadcast at once, a live recipient's backlog thus stays
-        near the mark instead of reaching the slow limit. Stalled recipients
-        are not paused for. Texts from a connection that is no longer a member
-        are dropped (counted as done).
+        wait for it *outside the lock* (the backpressure rule,
+        docs/architecture.md). With ``may_pause`` it stops as soon as one is
+        (before the first text, too, if one still is from an earlier
+        broadcast); the caller waits, then calls again with the rest. Stalled
+        recipients are not paused for. Texts from a connection that is no
+        longer a member are dropped (counted as done).
         """
         name = conn.name
         assert name is not None
-        # Seqs and recipients are fixed in this one critical section (--unsafe
-        # seq-outside-lock splits them; --unsafe torn-writes writes outside it).
+        # Seqs and recipients are fixed in this one critical section: that is
+        # what gives every member the same order (the module docstring).
         with self.lock:
             if not conn.is_member or self.is_closing:
                 return len(texts), None
@@ -215,24 +245,15 @@ class Room:
                     ):
                         return 0, congested
                     self._congested = None
+            # In chunks: each takes consecutive seqs and goes to every member
+            # with one put_many per member; the pause check runs between chunks.
             done = 0
             total = len(texts)
-            # Texts go out in chunks: each chunk takes consecutive seqs and is put
-            # to every member with one call per member (put_many), instead of
-            # one call per member per text. The pause check runs between chunks,
-            # so a reader overshoots the high-water mark by one chunk at most.
-            # A chunk is also at most half the room between the mark and the
-            # slow limit. A room that redefines _broadcast (the teaching bugs of
-            # chat.unsafe) keeps one broadcast per text.
-            chunk_size = max(1, min(SAY_CHUNK, (self.max_backlog - self.high_water) // 2))
-            if type(self)._broadcast is not Room._broadcast:
-                chunk_size = 1
+            size = self.say_chunk
             while done < total:
-                chunk = texts[done : done + chunk_size]
-                lines = [protocol.format_msg(self._next_seq(), name, text) for text in chunk]
-                many = chunk_size > 1
-                congested = self._broadcast_many(lines) if many else self._broadcast(lines[0])
-                done += len(chunk)
+                lines = self._number_locked(name, texts[done : done + size])
+                congested = self._broadcast_locked(lines)
+                done += len(lines)
                 if congested is not None and may_pause:
                     return done, congested
             return done, None
@@ -251,7 +272,7 @@ class Room:
         announced again, so a drop racing a ``/quit`` gives one LEAVE. With
         ``quit`` the leaver gets ``BYE`` first and its outbox is finished.
         """
-        with self.lock:  # is_member is checked inside (--unsafe double-leave checks it outside)
+        with self.lock:  # "is it still a member?" is asked under the lock, by _leave_locked
             return self._leave_locked(conn, reason)
 
     # -- shutdown ---------------------------------------------------------------
@@ -263,57 +284,74 @@ class Room:
         it; a ``batched`` broadcast holds it for at most its fast-path budget),
         BYE is queued without it, best effort: no send happens outside the
         lock, and a wake-up lost to a concurrent producer costs the writer at
-        most its idle wait.
+        most its idle wait. :meth:`chat.delivery.Outbox.finish_with` never
+        blocks, whatever the design.
         """
         bye = protocol.format_event(protocol.Bye(SHUTDOWN_TEXT))
         locked = self.lock.acquire(timeout=lock_timeout)
         try:
             self.is_closing = True
             conns = list(self.connections)
-            send_until = time.perf_counter() + FAST_PATH_BUDGET
+            # Within the fast path's budget, like a broadcast, so the section stays
+            # short; without the lock, only queued (a send needs the lock's order).
+            send_until = time.perf_counter() + FAST_PATH_BUDGET if locked else 0.0
             for conn in conns:
-                send_nowait = getattr(conn.outbox, "send_nowait", None)
-                if send_nowait is not None:  # direct design: never block here
-                    send_nowait(bye)
-                    conn.outbox.finish()
-                else:
-                    # Within the fast path's budget, like a broadcast, so the section
-                    # stays short; without the lock, only queued (never sent here).
-                    conn.outbox.put_many([bye], send_until=send_until if locked else 0.0)
-                    conn.outbox.finish()
+                conn.outbox.finish_with(bye, send_until)
             return conns
         finally:
             if locked:
                 self.lock.release()
 
-    # -- helpers: called with the lock held --------------------------------------
+    # -- the steps: called with the lock held (see "Extension points") ------------
     def _next_seq(self) -> int:
-        """Called with the lock held."""
+        """The next broadcast's seq. Called with the lock held."""
         self.seq += 1
         return self.seq
 
-    def _broadcast(self, line: bytes) -> Outbox | None:
-        """Put ``line`` to every member. Called with the lock held.
+    def _claim_locked(self, conn: Connection, key: str) -> bool:
+        """Register ``conn`` under ``key`` unless another connection holds it. Called with the lock held.
 
-        Members whose backlog overflows are dropped as slow, each announced by
-        a broadcast of its own. Returns the most backlogged outbox past the
-        high-water mark, if any.
+        Check and set in one dict operation, by identity: idempotent for the
+        same connection. False when the name is taken.
         """
-        return self._broadcast_many([line])
+        return self.members.setdefault(key, conn) is conn
 
-    def _broadcast_many(self, lines: list[bytes]) -> Outbox | None:
-        """Put ``lines`` (consecutive seqs, in order) to every member. Called with the lock held.
+    def _enrol_locked(self, conn: Connection, name: str) -> None:
+        """Make ``conn`` a member named ``name`` and count the join. Called with the lock held."""
+        conn.name = name
+        conn.is_member = True
+        self.stats.joins += 1
 
-        The same as one :meth:`_broadcast` per line, except that a member that
-        overflows is dropped (and its LEAVE takes its seq) after the whole
-        batch rather than after the line that overflowed it.
+    def _announce_join_locked(self, conn: Connection, name: str) -> None:
+        """``OK`` to the newcomer, then ``JOIN`` to every member, itself included.
+
+        Called with the lock held.
+        """
+        conn.outbox.put(protocol.format_event(protocol.Ok(name)))
+        self._broadcast_locked([protocol.format_event(protocol.Join(self._next_seq(), name))])
+
+    def _number_locked(self, name: str, texts: Sequence[str]) -> list[bytes]:
+        """``MSG`` lines from ``name``, one per text, on consecutive seqs. Called with the lock held."""
+        return [protocol.format_msg(self._next_seq(), name, text) for text in texts]
+
+    def _recipients_locked(self) -> Collection[Connection]:
+        """Who a broadcast goes to: every member. Called with the lock held, once per broadcast."""
+        return self.members.values()
+
+    def _broadcast_locked(self, lines: list[bytes]) -> Outbox | None:
+        """Put ``lines`` (consecutive seqs, in order) to every recipient. Called with the lock held.
+
+        Members whose backlog overflows are dropped as slow after the whole
+        batch, each announced by a LEAVE of its own (on the next seq). Returns
+        the most backlogged outbox past the high-water mark, if any, and
+        remembers it for the next ``say`` (backpressure).
         """
         limit = self.max_backlog
         high = self.high_water
         worst: Outbox | None = None
         worst_n = high
         overflowed: list[Connection] | None = None
-        members = self.members.values()
+        members = self._recipients_locked()
         # batched sends straight to idle members' sockets only within this budget,
         # so that the section stays short however many members (chat.delivery).
         send_until = time.perf_counter() + FAST_PATH_BUDGET
@@ -350,14 +388,15 @@ class Room:
             conn.outbox.abort()
 
     def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:
-        """Unregister and announce, whatever the reason. Called with the lock held.
-
-        Every reason is announced (--unsafe lost-leave forgets ``disconnected``).
-        """
+        """A leave, checked: only a member leaves, and only once. Called with the lock held."""
         if not conn.is_member or self.is_closing:
             return False
-        assert conn.name is not None
-        del self.members[protocol.name_key(conn.name)]
+        self._depart_locked(conn, reason)
+        return True
+
+    def _depart_locked(self, conn: Connection, reason: LeaveReason) -> None:
+        """A leave, unchecked: unregister, count, ``BYE`` or abort, announce. Called with the lock held."""
+        self._unregister_locked(conn)
         conn.is_member = False
         self.stats.leaves[reason.value] += 1
         if reason is LeaveReason.QUIT:
@@ -370,5 +409,20 @@ class Room:
                 log.info("dropping slow member %s", conn.name)
                 if self._on_slow is not None:
                     self._on_slow(conn)
-        self._broadcast(protocol.format_event(protocol.Leave(self._next_seq(), conn.name, reason.value)))
-        return True
+        self._announce_leave_locked(conn, reason)
+
+    def _unregister_locked(self, conn: Connection) -> None:
+        """Remove the registry entry of ``conn``'s name if it is ``conn`` (idempotent).
+
+        Called with the lock held.
+        """
+        assert conn.name is not None
+        key = protocol.name_key(conn.name)
+        if self.members.get(key) is conn:
+            del self.members[key]
+
+    def _announce_leave_locked(self, conn: Connection, reason: LeaveReason) -> None:
+        """``LEAVE`` to the remaining members, on the next seq. Called with the lock held."""
+        assert conn.name is not None
+        leave = protocol.Leave(self._next_seq(), conn.name, reason.value)
+        self._broadcast_locked([protocol.format_event(leave)])

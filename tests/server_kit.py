@@ -1,4 +1,4 @@
-"""Shared tools of the black-box server tests (tests/test_server*.py).
+"""Shared tools of the black-box server tests (tests/chat/test_server*.py).
 
 Everything waits on a line, an exit or a condition with a deadline; nothing sleeps.
 """

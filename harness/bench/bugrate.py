@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chat.unsafe import BUGS
+    from chat.bugs import BUGS
 
     args = build_parser().parse_args(argv)
     bugs = list(BUGS) if not args.bugs or args.bugs == ["all"] else args.bugs

@@ -52,7 +52,7 @@ SAFE = "safe"
 
 
 def _bugs() -> dict[str, Any]:
-    from chat.unsafe import BUGS
+    from chat.bugs import BUGS
 
     return BUGS
 

@@ -283,7 +283,7 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
 def _server_supports(option: str) -> bool:
     """Whether our chat.server has ``option`` (the metrics issue adds --metrics-port)."""
     try:
-        from chat.server import build_parser as server_parser
+        from chat.server.cli import build_parser as server_parser
     except ImportError:
         return False
     return any(option in action.option_strings for action in server_parser()._actions)

@@ -22,7 +22,10 @@ import pytest
 
 from tests.helpers import REPO, TIMEOUT
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 SCRIPT = os.path.join(REPO, "run_chat.sh")
 BASH = shutil.which("bash") or "/bin/bash"

@@ -1,22 +1,23 @@
-"""The metrics: the collector over a room in-process, and ``--metrics-port`` end to end."""
+"""The metrics' collector over a room, in-process.
+
+``--metrics-port`` end to end is tested in ``test_metrics_e2e.py``.
+"""
 
 from __future__ import annotations
 
 import re
 import socket
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
 
 from chat.delivery import BatchedOutbox
-from chat.lockstat import InstrumentedLock
+from chat.lockstat import InstrumentedLock, SupportsLock
 from chat.metrics import RoomCollector
 from chat.room import Connection, Room
-from tests.helpers import ServerProcess, run_module
+from tests.chat.kit import samples, value
 
 TIMEOUT = 10.0
 METRICS_LINE = re.compile(r"^metrics on (http://\S+/metrics)$")
@@ -46,21 +47,6 @@ ROOM_FAMILIES = {
     "chat_slow_drops",
     "chat_refused_full",
 }
-
-
-def samples(text: str) -> dict[str, list[Sample]]:
-    out: dict[str, list[Sample]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append(s)
-    return out
-
-
-def value(found: dict[str, list[Sample]], name: str, **labels: str) -> float:
-    for s in found.get(name, []):
-        if all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    raise KeyError(f"{name}{labels} not in the scrape")
 
 
 @pytest.fixture
@@ -122,64 +108,25 @@ def test_collector_with_a_plain_lock_has_no_lock_families(pairs: list[socket.soc
     assert value(found, "chat_unsafe_info", bug="no-lock") == 1
 
 
-def read_metrics_url(srv: ServerProcess) -> str:
-    """The server prints ``metrics on URL`` on stderr before its ready line: its log's first line."""
-    line = srv.log().splitlines()[0]
-    m = METRICS_LINE.match(line)
-    assert m, line
-    assert srv.metrics_url == m.group(1)
-    return m.group(1)
+class TwoLockRoom(Room):
+    """A room that takes a second lock, and says so through its documented interface."""
+
+    def __init__(self) -> None:
+        super().__init__(max_clients=10, max_backlog=100, lock=InstrumentedLock("registry"))
+        self.other = InstrumentedLock("stats")
+
+    def locks(self) -> list[SupportsLock]:
+        return [*super().locks(), self.other]
 
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
-        assert resp.status == 200
-        body: bytes = resp.read()
-        return body.decode()
-
-
-def test_metrics_endpoint_after_traffic() -> None:
-    srv = ServerProcess("--max-clients", "10", "--metrics-port", "0").start()
-    try:
-        url = read_metrics_url(srv)
-        assert url.startswith("http://127.0.0.1:")
-        with srv.connect() as a, srv.connect() as b:
-            a.join("alice")
-            b.join("bob")
-            a.read_until("JOIN ")  # bob's JOIN
-            for i in range(20):
-                a.send(f"hello {i}")
-            b.read_until("MSG ")
-            for _ in range(19):
-                b.expect("MSG ")
-            b.send("/who")
-            b.expect("USERS alice bob")
-            found = samples(scrape(url))
-        assert value(found, "chat_members") == 2
-        assert value(found, "chat_joins_total") == 2
-        assert value(found, "chat_broadcasts_total") >= 22
-        assert value(found, "chat_deliveries_total") >= 41
-        assert value(found, "chat_lock_acquisitions_total", section="registry") > 0
-        assert value(found, "chat_lock_site_acquisitions_total", section="registry", site="say") >= 1
-        assert value(found, "chat_lock_site_acquisitions_total", section="registry", site="who") == 1
-        assert value(found, "chat_lock_hold_seconds_count", section="registry") > 0
-        assert "chat_lock_wait_seconds_bucket" in found
-        assert value(found, "chat_threads") >= 3
-        assert "process_cpu_seconds_total" in found
-    finally:
-        err = srv.stop()
-    assert "Traceback" not in err, err
-
-
-def test_metrics_port_in_use_is_a_clear_error() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        res = run_module(
-            "chat.server", ["--host", "127.0.0.1", "--port", "0", "--metrics-port", str(port)], timeout=30
-        )
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("chat.server: cannot serve metrics on"), res.stderr
-    assert "Traceback" not in res.stderr
+def test_collector_reports_every_lock_the_room_says_it_takes() -> None:
+    room = TwoLockRoom()
+    with room.other.section("count"):
+        pass
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RoomCollector(room))
+    found = samples(generate_latest(registry).decode())
+    sections = [s.labels["section"] for s in found["chat_lock_acquisitions_total"]]
+    assert sections == ["registry", "stats"]
+    assert value(found, "chat_lock_site_acquisitions_total", section="stats", site="count") == 1
+    assert "chat_unsafe_info" not in found

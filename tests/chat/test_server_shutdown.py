@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import LineClient, ServerProcess
 from tests.server_kit import BYE_SHUTDOWN, DELIVERIES, Reader, member, wait_for
 
+pytestmark = pytest.mark.e2e
+
 #: The contract's bound, from the signal to the process's exit.
 SHUTDOWN_LIMIT = 2.0
 

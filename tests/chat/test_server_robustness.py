@@ -1,4 +1,4 @@
-"""Robustness (issue 3's list): no client's fault stalls the room, leaks a thread or a socket,
+"""Robustness: no client's fault stalls the room, leaks a thread or a socket,
 or logs a traceback (the ``start_server`` fixture checks stderr after every test)."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from tests.server_kit import (  # noqa: F401  (a fixture)
     start_server_fixture,
     wait_for,
 )
+
+pytestmark = pytest.mark.e2e
 
 
 def msg_text(line: str) -> str:
@@ -208,7 +210,7 @@ def test_a_member_that_floods_commands_without_reading_is_dropped_as_slow(
 def test_30_clients_sending_100_messages_at_once_all_stay_and_see_everything(
     start_server: ServerFactory, delivery: str
 ) -> None:
-    """The issue's "done when", with the default --max-backlog: nobody is dropped as slow."""
+    """The slow-consumer contract, with the default --max-backlog: nobody is dropped as slow."""
     clients_n, messages_n = 30, 100
     server = start_server("--delivery", delivery, "--max-clients", "40")
     clients = [member(server, f"c{i}") for i in range(clients_n)]
