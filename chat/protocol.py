@@ -323,7 +323,8 @@ class LineSplitter:
                     out = [line[:-1] if line.endswith("\r") else line for line in out]
             else:
                 out = [self._decode(raw) for raw in block.split(b"\n")]
-        out += self._hold(data[end + 1 :])
+        if end + 1 < len(data):
+            out += self._hold(data[end + 1 :])
         return out
 
     def _hold(self, tail: bytes) -> list[str]:

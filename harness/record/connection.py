@@ -13,6 +13,7 @@ tells a :class:`RecordingConnection` what happened, with the time it happened:
 ``lost(t, error)``                 the server closed the connection, or the socket failed
 ``close(t, how, detail)``          the client ended it itself
 ``handshake_timed_out()``          the driver's bound on the handshake ran out
+``waited_in_vain()``               another bounded wait of the driver ran out
 =================================  =====================================================
 
 In return the connection
@@ -208,7 +209,13 @@ class RecordingConnection:
                 log.append(Sent(t, text))
 
     def receive(self, t: float, data: bytes) -> Sequence[Answer]:
-        """Bytes that arrived at ``t``: record their lines, count, and return the answers among them."""
+        """Bytes that arrived at ``t``: record their lines, count, and return the answers among them.
+
+        The loop over MSG lines is the hot path of a loaded run (hundreds of
+        thousands of lines a second): it splits each line once and keeps the
+        state it reads in locals, and only a sampled or own message goes on to
+        :meth:`_sampled`.
+        """
         lines = self._splitter.feed(data)
         if not lines:
             return _NO_ANSWERS
@@ -218,24 +225,48 @@ class RecordingConnection:
         counts.lines += len(lines)
         counts.reads += 1
         answers: list[Answer] | None = None
-        delivered = 0
+        split_msg = protocol.split_msg
+        seqs, name, last_seq, sample = self.seqs, self.name, self.last_seq, self._sample
+        delivered = anomalies = 0
         for line in lines:
             answer: Answer | None
             first = line[:1]
             if first == "M" and line.startswith("MSG "):
                 delivered += 1
-                answer = self._on_msg(t, line)
-            elif (first == "J" and line.startswith("JOIN ")) or (first == "L" and line.startswith("LEAVE ")):
-                answer = self._on_membership(line)
-            elif first == "U" and not self.replies and line.startswith("USERS"):
-                continue  # an answer to /who nobody waits for: recorded, not parsed
+                fields = split_msg(line, seqs)
+                if fields is None:
+                    continue
+                seq, sender, text = fields
+                if seqs:
+                    if seq is None:
+                        anomalies += 1
+                    else:
+                        if last_seq is not None and seq != last_seq + 1:
+                            anomalies += 1
+                        last_seq = seq
+                sample -= 1
+                if sender != name:
+                    if sample > 0:
+                        continue
+                    sample = self._sample_reload
+                answer = self._sampled(t, seq, sender, text)
             else:
-                answer = self._on_control(line)
+                self.last_seq, self._sample = last_seq, sample
+                if line.startswith(("JOIN ", "LEAVE ")):
+                    answer = self._on_membership(line)
+                elif first == "U" and not self.replies and line.startswith("USERS"):
+                    continue  # an answer to /who nobody waits for: recorded, not parsed
+                else:
+                    answer = self._on_control(line)
+                # The own JOIN tells the numbering, OK the name: read them again.
+                seqs, name, last_seq = self.seqs, self.name, self.last_seq
             if answer is not None:
                 if answers is None:
                     answers = []
                 answers.append(answer)
+        self.last_seq, self._sample = last_seq, sample
         counts.delivered += delivered
+        counts.seq_anomalies += anomalies
         return answers if answers is not None else _NO_ANSWERS
 
     def lost(self, t: float, error: str | None = None) -> None:
@@ -256,6 +287,10 @@ class RecordingConnection:
         self._went_away()
         return recorded
 
+    def waited_in_vain(self) -> None:
+        """A bounded wait of the driver ran out (a connect, an echo, a close): a live liveness count."""
+        self.counters.counts.timeouts += 1
+
     def handshake_timed_out(self) -> JoinOutcome:
         """The driver gave up waiting for the pending offer's answer; how the offer ends.
 
@@ -266,7 +301,7 @@ class RecordingConnection:
             self.stage = JoinStage.JOINED
             self.join_outcome = JoinOutcome.OK
         else:
-            self.counters.counts.timeouts += 1
+            self.waited_in_vain()
             self.join_outcome = JoinOutcome.TIMEOUT
         return self.join_outcome
 
@@ -284,35 +319,18 @@ class RecordingConnection:
         return self.history
 
     # -- receiving ----------------------------------------------------------------------------
-    def _on_msg(self, t: float, line: str) -> Msg | None:
-        """Count one MSG; the client's own message coming back is an answer when ``replies``."""
-        fields = protocol.split_msg(line, self.seqs)
-        if fields is None:
-            return None
-        seq, sender, text = fields
-        counters = self.counters
-        if self.seqs:
-            if seq is None:
-                counters.counts.seq_anomalies += 1
-            else:
-                if self.last_seq is not None and seq != self.last_seq + 1:
-                    counters.counts.seq_anomalies += 1
-                self.last_seq = seq
-        is_own = sender == self.name
-        self._sample -= 1
-        if not is_own:
-            if self._sample > 0:
-                return None
-            self._sample = self._sample_reload
+    def _sampled(self, t: float, seq: int | None, sender: str, text: str) -> Msg | None:
+        """A sampled message, or one of this client's own: FIFO, latency, echo; an answer when ``replies``."""
         payload = split_payload(text)
         if payload is None:
             return None
+        counters = self.counters
         last = self._fifo.get(payload.bot)
         if last is not None and payload.n <= last:
             counters.counts.fifo_anomalies += 1
         self._fifo[payload.bot] = payload.n
         counters.latency.add((t - payload.due) * 1000.0)
-        if not is_own or payload.bot != self.history.bot:
+        if sender != self.name or payload.bot != self.history.bot:
             return None
         if payload.n > self.last_echo_n:
             self.last_echo_n = payload.n
