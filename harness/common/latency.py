@@ -25,6 +25,9 @@ _UNIT_PER_MS = 1000.0
 _LOWEST = 1
 _HIGHEST = 3_600_000_000
 _DIGITS = 3
+#: Values :meth:`LatencyHistogram.add` holds before recording them: a few
+#: milliseconds of CPU per batch, a few hundred kilobytes at most.
+_PENDING_LIMIT = 8192
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,10 @@ class LatencyHistogram:
         self._pending: list[float] = []
 
     def add(self, ms: float) -> None:
-        self._pending.append(ms)
+        pending = self._pending
+        pending.append(ms)
+        if len(pending) >= _PENDING_LIMIT:  # a histogram nobody reads keeps its memory bounded
+            self._record_pending()
 
     def _record_pending(self) -> None:
         """Record the values added since the last read: ``record_value``'s arithmetic, inlined.

@@ -98,3 +98,11 @@ def test_values_added_after_a_read_are_recorded_too() -> None:
     other.add(3.0)
     h.merge(other)
     assert h.count == 3 and pickle.loads(pickle.dumps(h)).count == 3
+
+
+def test_a_histogram_nobody_reads_holds_a_bounded_number_of_values() -> None:
+    h = LatencyHistogram()
+    for i in range(20_000):
+        h.add(i / 100)
+    assert len(h._pending) < 8192
+    assert h.count == 20_000
