@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.checker import CheckConfig, Report, check_all, judge, verdict_line
 from harness.common.address import Endpoint
@@ -143,6 +143,17 @@ class SwarmResult:
     histories: list[ClientHistory] = field(default_factory=list)
     report: Report | None = None
     record_dir: Path | None = None
+
+
+class ChatWindow(NamedTuple):
+    """When the chat phase ended and how long it lasted, for the verdict and the rates."""
+
+    #: Wall-clock end of the run as judged: the stop, the quit's release, or the end of the bots.
+    run_end: float
+    #: Seconds of chat (0 when the chat phase never started).
+    seconds: float
+    #: The run was stopped early (Ctrl+C, or its hard limit).
+    interrupted: bool
 
 
 class StopFlag:
@@ -288,6 +299,16 @@ class Conductor:
             self.take(report)
         self.hives.join()
         return t_end
+
+    def chat_window(self, t_end: float) -> ChatWindow:
+        """The chat phase as it went: from the start's release to the end of ``--duration`` or the stop."""
+        start = self.released.get(Phase.JOINED)
+        stopped_at = self.stopped_at
+        run_end = stopped_at if stopped_at is not None else self.released.get(Phase.DRAINED, t_end)
+        if start is None:
+            return ChatWindow(run_end, 0.0, stopped_at is not None)
+        seconds = max(1e-9, min(run_end, start + self.settings.duration) - start)
+        return ChatWindow(run_end, seconds, stopped_at is not None)
 
     def take(self, msg: HiveMessage) -> None:
         if isinstance(msg, HiveReport):
@@ -457,9 +478,20 @@ class Swarm:
 
     def _run(self) -> SwarmResult:
         with heap_frozen():  # the collector's policy: see the module's docstring
-            return self._run_frozen()
+            conductor = self._start_bots()
+            while not conductor.is_over:
+                conductor.step()
+            t_end = conductor.finish()
+            cpu, metrics_view = self._stop_measuring(conductor, t_end)
+            t_collect = time.monotonic()
+            histories = self._collect(conductor.done)
+            self.timings["bots_s"] = round(t_end - conductor.t_begin, 3)
+            self.timings["collect_s"] = round(time.monotonic() - t_collect, 3)
+            freeze_survivors()
+            return self._judge(histories, conductor.chat_window(t_end), cpu=cpu, metrics_view=metrics_view)
 
-    def _run_frozen(self) -> SwarmResult:
+    def _start_bots(self) -> Conductor:
+        """Start the hives, with the bounds of every phase; the conductor that drives them."""
         s, monitor = self.settings, self.monitor
         assert monitor is not None
         hb, db = s.handshake_bound, s.delivery_bound
@@ -487,40 +519,24 @@ class Swarm:
             progress=self.progress_line if self.progress is not None else None,
         )
         hives.start()
-        while not conductor.is_over:
-            conductor.step()
-        t_end = conductor.finish()
-        # The workers are gone: their CPU is what their last reports said.
-        hives_cpu = 0.0 if hives.in_process else monitor.hive_cpu()
-        cpu_end = cpu_mark(conductor.server_pid, hives_cpu=hives_cpu)
-        cpu = cpu_figures(conductor.cpu_begin, dataclasses.replace(cpu_end, t=t_end), conductor.cpu_marks)
-        monitor.set_stage(Stage.CHECKING)
+        return conductor
+
+    def _stop_measuring(
+        self, conductor: Conductor, t_end: float
+    ) -> tuple[dict[str, Any], MetricsView | None]:
+        """The bots are done: the run's CPU figures and the server's last metrics; the own server stops."""
+        assert self.monitor is not None
+        # Worker processes are gone by now: their CPU is what their last reports said.
+        hives_cpu = 0.0 if conductor.hives.in_process else self.monitor.hive_cpu()
+        cpu_end = dataclasses.replace(cpu_mark(conductor.server_pid, hives_cpu=hives_cpu), t=t_end)
+        cpu = cpu_figures(conductor.cpu_begin, cpu_end, conductor.cpu_marks)
+        self.monitor.set_stage(Stage.CHECKING)
         metrics_view = self.poller.view() if self.poller is not None else None
         if self.poller is not None:
             self.poller.stop()
         if self.server is not None:
             self.server.stop()
-
-        t_collect = time.monotonic()
-        histories = self._collect(conductor.done)
-        self.timings["bots_s"] = round(t_end - conductor.t_begin, 3)
-        self.timings["collect_s"] = round(time.monotonic() - t_collect, 3)
-        released = conductor.released
-        start = released.get(Phase.JOINED, conductor.t_begin)
-        stopped_at = conductor.stopped_at
-        run_end = stopped_at if stopped_at is not None else released.get(Phase.DRAINED, t_end)
-        chat_seconds = (
-            max(1e-9, min(run_end, start + s.duration) - start) if Phase.JOINED in released else 0.0
-        )
-        freeze_survivors()
-        return self._judge(
-            histories,
-            run_end=run_end,
-            chat_seconds=chat_seconds,
-            interrupted=stopped_at is not None,
-            cpu=cpu,
-            metrics_view=metrics_view,
-        )
+        return cpu, metrics_view
 
     def _collect(self, done: Mapping[int, Done]) -> list[ClientHistory]:
         """Every hive's histories (in memory, or read back from the workers' files); the record's events."""
@@ -549,14 +565,13 @@ class Swarm:
     def _judge(
         self,
         histories: list[ClientHistory],
+        window: ChatWindow,
         *,
-        run_end: float,
-        chat_seconds: float,
-        interrupted: bool,
         cpu: dict[str, Any],
         metrics_view: MetricsView | None,
     ) -> SwarmResult:
         s = self.settings
+        run_end, chat_seconds, interrupted = window
         config = CheckConfig(
             handshake_bound=s.handshake_bound,
             delivery_bound=s.delivery_bound,
