@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.locust.check import RECORDER, listen
-from harness.locust.client import REQUEST_TYPE, ChatClient
+from harness.locust.client import ChatClient, ChatError, timed_request
 from harness.locust.options import add_common_options, options_of, parse_host, problems
 from harness.record.history import ClientHistory, HowClosed, Role
 
@@ -78,9 +78,9 @@ class ChatUser(User):
         self.stint += 1
         try:
             address = parse_host(self.host)
-        except ValueError:
-            with self.environment.events.request.measure(REQUEST_TYPE, "join"):
-                raise
+        except ValueError as exc:
+            with timed_request(self.environment, "join", {}):
+                raise ChatError(str(exc)) from None
             return False
         client_id = self.bot if self.stint == 1 else f"{self.bot}.{self.stint}"
         history = ClientHistory(client_id, self.bot, self.role)
