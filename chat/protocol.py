@@ -301,6 +301,14 @@ class LineSplitter:
         return self._pending_size
 
     def feed(self, data: bytes) -> list[str]:
+        if data[-1:] == b"\n" and not self._pending and not self._discarding and len(data) <= self.max_line:
+            # The usual read: whole lines only, none of them too long. No copy of the bytes.
+            text = data.decode(ENCODING, "replace")
+            lines = text.split("\n")
+            lines.pop()  # the empty string after the last terminator
+            if "\r" in text:
+                lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+            return lines
         end = data.rfind(b"\n")
         if end < 0:
             return self._hold(data)

@@ -21,9 +21,8 @@ In return the connection
 * **records** the client's :class:`~harness.record.history.ClientHistory`: one
   ``Connected``, every line ``Sent``, every line ``Received`` (the lines of one
   read share its time), and exactly one ``Closed``, last. Received lines are kept
-  per read as one tuple of strings until :meth:`take_history` makes the events: during
-  the run the log is made of objects the garbage collector stops tracking, so
-  collections stay short however much has been read;
+  per read, as the list the read gave, until :meth:`take_history` makes the
+  events: while the server is loaded, the reader spends its CPU reading;
 * **routes** what a waiting action needs: :meth:`receive` returns the *answers*
   in order: ``HELLO``, ``OK``, ``ERR``, ``BYE`` and the client's own ``JOIN``,
   and, with ``replies=True`` (a client that times each request), also ``USERS``,
@@ -69,6 +68,7 @@ _NEVER = 1 << 62
 #: What a waiting action may need (see the module's docstring).
 Answer = ServerEvent | RemoteProtocolError
 _NO_ANSWERS: tuple[Answer, ...] = ()
+_split_msg = protocol.split_msg
 
 
 class JoinStage(Enum):
@@ -132,7 +132,7 @@ class RecordingConnection:
         self.replies = replies
         self._splitter = protocol.LineSplitter(max_line)
         #: Events, except that the lines of one read are kept as one ``(t, lines)`` tuple.
-        self._log: list[Event | tuple[float, tuple[str, ...]]] = []
+        self._log: list[Event | tuple[float, list[str]]] = []
         self.is_open = False
         self.is_closed_recorded = False
         #: A leave request (``/quit``) was sent: the server's close is then how the client quit.
@@ -220,22 +220,19 @@ class RecordingConnection:
         if not lines:
             return _NO_ANSWERS
         if self.record:
-            self._log.append((t, tuple(lines)))
+            self._log.append((t, lines))
         counts = self.counters.counts
         counts.lines += len(lines)
         counts.reads += 1
         answers: list[Answer] | None = None
-        split_msg = protocol.split_msg
+        split_msg = _split_msg
         seqs, name, last_seq, sample = self.seqs, self.name, self.last_seq, self._sample
         delivered = anomalies = 0
         for line in lines:
             answer: Answer | None
-            first = line[:1]
-            if first == "M" and line.startswith("MSG "):
+            fields = split_msg(line, seqs)  # most lines are MSGs: try that first
+            if fields is not None:
                 delivered += 1
-                fields = split_msg(line, seqs)
-                if fields is None:
-                    continue
                 seq, sender, text = fields
                 if seqs:
                     if seq is None:
@@ -250,11 +247,14 @@ class RecordingConnection:
                         continue
                     sample = self._sample_reload
                 answer = self._sampled(t, seq, sender, text)
+            elif line.startswith("MSG "):
+                delivered += 1  # without its fields: recorded raw for the checker
+                continue
             else:
                 self.last_seq, self._sample = last_seq, sample
                 if line.startswith(("JOIN ", "LEAVE ")):
                     answer = self._on_membership(line)
-                elif first == "U" and not self.replies and line.startswith("USERS"):
+                elif not self.replies and line.startswith("USERS"):
                     continue  # an answer to /who nobody waits for: recorded, not parsed
                 else:
                     answer = self._on_control(line)
@@ -266,7 +266,8 @@ class RecordingConnection:
                 answers.append(answer)
         self.last_seq, self._sample = last_seq, sample
         counts.delivered += delivered
-        counts.seq_anomalies += anomalies
+        if anomalies:
+            counts.seq_anomalies += anomalies
         return answers if answers is not None else _NO_ANSWERS
 
     def lost(self, t: float, error: str | None = None) -> None:
@@ -324,16 +325,17 @@ class RecordingConnection:
         payload = split_payload(text)
         if payload is None:
             return None
-        counters = self.counters
-        last = self._fifo.get(payload.bot)
-        if last is not None and payload.n <= last:
+        bot, n, due = payload
+        counters, fifo = self.counters, self._fifo
+        last = fifo.get(bot)
+        if last is not None and n <= last:
             counters.counts.fifo_anomalies += 1
-        self._fifo[payload.bot] = payload.n
-        counters.latency.add((t - payload.due) * 1000.0)
-        if sender != self.name or payload.bot != self.history.bot:
+        fifo[bot] = n
+        counters.latency.add((t - due) * 1000.0)
+        if sender != self.name or bot != self.history.bot:
             return None
-        if payload.n > self.last_echo_n:
-            self.last_echo_n = payload.n
+        if n > self.last_echo_n:
+            self.last_echo_n = n
         return Msg(seq, sender, text) if self.replies else None
 
     def _on_membership(self, line: str) -> Join | None:

@@ -116,6 +116,7 @@ class BotConnection(asyncio.BufferedProtocol):
         self.host = host
         self.history = history
         self.rec = RecordingConnection(history, host.counters)
+        self._receive = self.rec.receive
         self.pad = pad
         self.transport: asyncio.Transport | None = None
         self._view = memoryview(bytearray(READ_SIZE))
@@ -138,7 +139,7 @@ class BotConnection(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.rec.receive(time.time(), self._view[:nbytes].tobytes())
+        self._receive(time.time(), self._view[:nbytes].tobytes())
         if self._waiter is not None:
             self._wake()
 
