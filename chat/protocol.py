@@ -263,7 +263,7 @@ def _parse_server_line(line: str, *, seqs: bool | None) -> ServerEvent:
 # A client that records a loaded server reads hundreds of thousands of lines a
 # second and keeps every one raw, for a judge that parses them all after the run
 # (:func:`parse_server_line`). While it reads, it needs only the framing and the
-# fields of a MSG, so these two helpers do exactly that with one C-level
+# fields of a broadcast, so these helpers do exactly that with one C-level
 # ``split`` per read and per line, instead of an event object per line. They
 # accept what the parsers above accept; a line that fits no event is still
 # returned raw (``split_msg`` answers None), because a broken server's output is
