@@ -33,7 +33,7 @@ from harness.record.counters import COUNTERS, LiveCounts
 #: The checks, in the order the checker reports them (see harness.checker.CHECK_NAMES).
 CHECK_ORDER = ("seq", "agreement", "loss", "fifo", "membership", "names", "liveness")
 #: Counters the stats table shows in rows of their own; every other counter that
-#: foreshadows no check is listed in its "Counted" row.
+#: foreshadows no check is listed in its "Counters" row.
 SHOWN_COUNTERS = frozenset({"connected", "members", "joins", "refused", "sent", "delivered"})
 SPARK = "▁▂▃▄▅▆▇█"
 #: Latency from due to receipt, in milliseconds; None where there is no sample.
@@ -159,7 +159,7 @@ def stats_table(snap: LiveSnapshot) -> Table:
     )
     others = [info for info in COUNTERS if info.name not in SHOWN_COUNTERS and info.check is None]
     table.add_row(
-        "Counted",
+        "Counters",
         "",
         Text(", ".join(f"{info.name.replace('_', ' ')} {getattr(c, info.name):,}" for info in others), "dim"),
     )

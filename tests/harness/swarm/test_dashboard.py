@@ -246,7 +246,7 @@ def test_every_counter_shows_somewhere_on_the_live_view() -> None:
     counts = LiveCounts(**{c.name: 501 + i for i, c in enumerate(COUNTERS)})
     out = render(live_view(snapshot(counts=counts, checks=live_check_rows(counts))))
     for i, c in enumerate(COUNTERS):
-        assert str(501 + i) in out, c.name  # a row of its own, a check's row, or the "Counted" row
+        assert str(501 + i) in out, c.name  # a row of its own, a check's row, or the "Counters" row
     assert "closed by server 513" in out
 
 
