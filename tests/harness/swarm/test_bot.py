@@ -6,7 +6,6 @@ sockets in tests/harness/record/test_connection.py; the plans in test_scenarios.
 
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 import time
@@ -19,33 +18,16 @@ import pytest
 from harness.record.history import ClientHistory, Closed, Connected, Received, Role, Sent
 from harness.record.payload import decode_payload
 from harness.swarm.bot import HiveConfig
-from harness.swarm.hives import Arrived, Command, Hive, HiveMessage, HiveReport, Release, Stop
+from harness.swarm.hives import Arrived, Hive, HiveReport, Stop
 from harness.swarm.scenarios import BEHAVIOURS, BotSpec, plan
+from tests.harness.swarm.parent import Parent
 from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 
-class AutoRelease:
-    """A parent stand-in: releases each phase as soon as the hive arrives at it."""
-
-    def __init__(self, *, release: bool = True) -> None:
-        self.commands: queue.Queue[Command] = queue.Queue()
-        self.reports: list[HiveMessage] = []
-        self.release = release
-        self.started = threading.Event()
-
-    def put(self, item: HiveMessage) -> None:
-        self.reports.append(item)
-        if isinstance(item, Arrived):
-            if self.release:
-                self.commands.put(Release(item.phase, time.time()))
-            if item.phase == "joined":
-                self.started.set()
-
-
 def run_hive(specs: Sequence[BotSpec], port: int, *, duration: float = 1.0, **kw: Any) -> list[ClientHistory]:
-    parent = AutoRelease()
+    parent = Parent()
     kw.setdefault("handshake_bound", 20.0)  # generous: a stalled CI machine is not a hung server
     kw.setdefault("delivery_bound", 20.0)
     config = HiveConfig("127.0.0.1", port, duration=duration, **kw)
@@ -156,7 +138,7 @@ def test_full_server_answers_err_full() -> None:
 
 def test_stop_command_ends_a_long_run_quickly(server: ServerProcess) -> None:
     p = plan("chat", 2, rate=5, duration=60, seed=1)
-    parent = AutoRelease()
+    parent = Parent()
     hive = Hive(
         0, p.specs, HiveConfig("127.0.0.1", server.port, duration=60), BEHAVIOURS, parent, parent.commands
     )
@@ -164,7 +146,7 @@ def test_stop_command_ends_a_long_run_quickly(server: ServerProcess) -> None:
     thread = threading.Thread(target=lambda: result.append(hive.run()))
     t0 = time.monotonic()
     thread.start()
-    assert parent.started.wait(10)
+    parent.wait_for(Arrived)
     parent.commands.put(Stop())
     thread.join(15)
     assert not thread.is_alive()

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import multiprocessing
 import pickle
-import queue
 import threading
 import time
 
@@ -18,17 +17,16 @@ from harness.record.history import ClientHistory, Role
 from harness.swarm.bot import BotContext, HiveConfig, Phase
 from harness.swarm.hives import (
     Arrived,
-    Command,
     Done,
     Exit,
     Hive,
-    HiveMessage,
     HiveReport,
     Release,
     Stop,
     split_round_robin,
 )
 from harness.swarm.scenarios import BotSpec
+from tests.harness.swarm.parent import Parent
 
 
 def report() -> HiveReport:
@@ -73,27 +71,6 @@ def test_messages_pass_through_a_multiprocessing_queue() -> None:
     finally:
         q.close()
         q.join_thread()
-
-
-class Parent:
-    """A stand-in for the run: records what the hive reports; releases phases on request."""
-
-    def __init__(self, *, release: bool = True) -> None:
-        self.commands: queue.Queue[Command] = queue.Queue()
-        self.reports: list[HiveMessage] = []
-        self.release = release
-        self.changed = threading.Condition()
-
-    def put(self, item: HiveMessage) -> None:
-        with self.changed:
-            self.reports.append(item)
-            self.changed.notify_all()
-        if isinstance(item, Arrived) and self.release:
-            self.commands.put(Release(item.phase, time.time()))
-
-    def wait_for(self, what: type, timeout: float = 10.0) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: any(isinstance(r, what) for r in self.reports), timeout)
 
 
 def hive(parent: Parent, behaviour: object, n: int = 2, hard_limit: float = 30.0) -> Hive:
