@@ -258,6 +258,140 @@ def _parse_server_line(line: str, *, seqs: bool | None) -> ServerEvent:
     raise RemoteProtocolError(ErrorCode.UNKNOWN_COMMAND, f"not a server line: {line[:80]!r}")
 
 
+# -- fast paths for receivers: bots and locust users ---------------------------
+#
+# A client that records a loaded server reads hundreds of thousands of lines a
+# second and keeps every one raw, for a judge that parses them all after the run
+# (:func:`parse_server_line`). While it reads, it needs only the framing and the
+# fields of a broadcast, so these helpers do exactly that with one C-level
+# ``split`` per read and per line, instead of an event object per line. They
+# accept what the parsers above accept; a line that fits no event is still
+# returned raw (``split_msg`` answers None), because a broken server's output is
+# what the judge must see.
+
+
+def overlong_line(max_line: int) -> str:
+    """What a receiver records in place of a line longer than ``max_line`` bytes."""
+    return f"<line longer than {max_line} bytes>"
+
+
+class LineSplitter:
+    """Frames received bytes into decoded lines: :class:`LineBuffer`'s framing, one split per read.
+
+    ``feed(data)`` returns the complete lines of the stream so far as ``str``
+    (terminator and a trailing ``\\r`` removed; invalid UTF-8 kept visible as
+    U+FFFD, for the judge). A line longer than ``max_line`` bytes becomes
+    :func:`overlong_line` in its place, as soon as it is known to be too long,
+    and the rest of it is dropped as it arrives. Only the newest chunk is ever
+    searched for a newline, so a huge line arriving in pieces costs O(n), and the
+    unterminated tail held is never more than ``max_line`` bytes plus one chunk.
+    """
+
+    def __init__(self, max_line: int) -> None:
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1")
+        self.max_line = max_line
+        self._pending: list[bytes] = []  # chunks of the unterminated tail, none holding b"\n"
+        self._pending_size = 0
+        self._discarding = False  # inside an over-long line, until its b"\n"
+
+    @property
+    def pending(self) -> int:
+        """Bytes held that do not yet form a complete line."""
+        return self._pending_size
+
+    def feed(self, data: bytes) -> list[str]:
+        if data[-1:] == b"\n" and not self._pending and not self._discarding and len(data) <= self.max_line:
+            # The usual read: whole lines only, none of them too long. No copy of the bytes.
+            text = data.decode(ENCODING, "replace")
+            lines = text.split("\n")
+            lines.pop()  # the empty string after the last terminator
+            if "\r" in text:
+                lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+            return lines
+        end = data.rfind(b"\n")
+        if end < 0:
+            return self._hold(data)
+        start = 0
+        if self._discarding:
+            start = data.find(b"\n") + 1  # the rest of the over-long line ends here: dropped
+            self._discarding = False
+        elif self._pending:
+            self._pending.append(data)
+            data, end = b"".join(self._pending), self._pending_size + end
+            self._pending.clear()
+            self._pending_size = 0
+        out: list[str] = []
+        if start <= end:
+            block = data[start:end]
+            if len(block) <= self.max_line:  # no line of it can be too long: decode it whole
+                text = block.decode(ENCODING, "replace")
+                out = text.split("\n")
+                if "\r" in text:
+                    out = [line[:-1] if line.endswith("\r") else line for line in out]
+            else:
+                out = [self._decode(raw) for raw in block.split(b"\n")]
+        if end + 1 < len(data):
+            out += self._hold(data[end + 1 :])
+        return out
+
+    def _hold(self, tail: bytes) -> list[str]:
+        """Keep ``tail`` (it holds no newline) for later; the marker once the line it starts is too long."""
+        if self._discarding or not tail:
+            return []
+        self._pending.append(tail)
+        self._pending_size += len(tail)
+        # Room for a "\r" before the "\n": only past that can the line no longer fit.
+        if self._pending_size <= self.max_line + 1:
+            return []
+        self._pending.clear()
+        self._pending_size = 0
+        self._discarding = True
+        return [overlong_line(self.max_line)]
+
+    def _decode(self, raw: bytes) -> str:
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if len(raw) > self.max_line:
+            return overlong_line(self.max_line)
+        return raw.decode(ENCODING, "replace")
+
+
+def split_msg(line: str, seqs: bool | None) -> tuple[int | None, str, str] | None:
+    """``(seq, sender, text)`` of a ``MSG`` line; None when it is no MSG with those fields.
+
+    ``seqs`` is the server's numbering style as the caller learned it from its
+    own ``JOIN`` (:func:`broadcast_numbering`). Numbered (``True``): the seq is
+    the first field, and None when that field is not a number (a numbering
+    fault the caller counts). Otherwise the seq is always None and the sender is
+    the first field. Same fields as :func:`parse_server_line` with that style,
+    for well-formed lines.
+    """
+    if seqs:
+        parts = line.split(" ", 3)
+        if len(parts) < 4 or parts[0] != "MSG":
+            return None
+        token = parts[1]
+        return (int(token) if token.isascii() and token.isdigit() else None), parts[2], parts[3]
+    parts = line.split(" ", 2)
+    if len(parts) < 3 or parts[0] != "MSG":
+        return None
+    return None, parts[1], parts[2]
+
+
+def broadcast_seq(line: str) -> int | None:
+    """The seq of a numbered broadcast line (``JOIN 5 alice``, ``LEAVE 5 alice quit``, ``MSG 5 ...``).
+
+    None when its first field is not a number: a fault, for a receiver that
+    knows the server numbers its broadcasts.
+    """
+    parts = line.split(" ", 2)
+    if len(parts) < 2:
+        return None
+    token = parts[1]
+    return int(token) if token.isascii() and token.isdigit() else None
+
+
 # -- client-to-server lines ---------------------------------------------------
 
 

@@ -8,12 +8,14 @@ seconds (``--chat-wait-min``/``--chat-wait-max``), asks ``/who`` now and then,
 and leaves with ``/quit`` when stopped; the task weights are
 ``--chat-message-weight``, ``--chat-who-weight`` and ``--chat-rejoin-weight``.
 When the run stops, the harness checker judges every user's history
-(chat_check.py) and a violation makes locust exit 1.
+(harness.locust.check) and a violation makes locust exit 1.
 """
 
 from __future__ import annotations
 
-from chat_user import SteadyChatUser
+import chat_package  # noqa: F401  # isort: skip  # first: `chat` must be the project's package
+
+from harness.locust.user import SteadyChatUser
 
 
 class ChatterUser(SteadyChatUser):

@@ -15,15 +15,18 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from chat_options import add_scenario_options
-from chat_user import ChatUser, SteadyChatUser
+import chat_package  # noqa: F401  # isort: skip  # first: `chat` must be the project's package
 from locust import events, task
+
+from harness.locust.options import add_scenario_options
+from harness.locust.user import ChatUser, SteadyChatUser
+from harness.record.history import Role
 
 
 class ChurnUser(ChatUser):
     """Join, a few messages, leave (quit or abrupt close); again."""
 
-    role = "churn"
+    role = Role.CHURN
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)

@@ -16,10 +16,13 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from chat_check import RECORDER
-from chat_options import add_scenario_options
-from chat_user import ChatUser
+import chat_package  # noqa: F401  # isort: skip  # first: `chat` must be the project's package
 from locust import events, task
+
+from harness.locust.check import RECORDER
+from harness.locust.options import add_scenario_options
+from harness.locust.user import ChatUser
+from harness.record.history import Role
 
 
 def contested_name(index: int, rng: random.Random) -> str:
@@ -30,7 +33,7 @@ def contested_name(index: int, rng: random.Random) -> str:
 class RacerUser(ChatUser):
     """Race for a contested name (own name if refused), chat a little, quit; again."""
 
-    role = "racer"
+    role = Role.RACER
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from chat_options import DEFAULTS, add_scenario_options, options_of
-from chat_user import SteadyChatUser
+import chat_package  # noqa: F401  # isort: skip  # first: `chat` must be the project's package
 from locust import LoadTestShape, events
+
+from harness.locust.options import DEFAULTS, add_scenario_options, options_of
+from harness.locust.user import SteadyChatUser
 
 
 class RampUser(SteadyChatUser):

@@ -8,6 +8,7 @@ import math
 
 from harness.checker.model import MAX_WITNESSES, SLOW_ROLES, CheckResult
 from harness.checker.parse import ParsedClient, ParsedRun
+from harness.record.history import HowClosed
 
 _INF = math.inf
 
@@ -18,7 +19,7 @@ def check_liveness(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
     res = CheckResult("liveness", limit=limit)
     for c in run.clients:
         flagged = _add_slow_handshake(run, c, res)
-        if c.closed is not None and c.closed.how == "timeout" and not flagged:
+        if c.closed is not None and c.closed.how is HowClosed.TIMEOUT and not flagged:
             res.add(
                 f"{c.client} gave up waiting for the server: {c.closed.detail or 'timeout'}",
                 {**c.label(), "closed_at": c.closed.t, "detail": c.closed.detail},

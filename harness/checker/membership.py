@@ -13,6 +13,7 @@ from typing import NamedTuple
 from chat.protocol import ErrorCode, name_key
 from harness.checker.model import MAX_WITNESSES, SLOW_ROLES, CheckResult, short
 from harness.checker.parse import LineKind, ParsedClient, ParsedLine, ParsedRun, UsersAnswer
+from harness.record.history import HowClosed
 
 _INF = math.inf
 
@@ -215,12 +216,13 @@ def _owed_join_before_leave(run: ParsedRun, m: ParsedClient, p: ParsedLine) -> b
 def _leave_lo(run: ParsedRun, x: ParsedClient) -> float | None:
     """A lower bound on when the server announced ``x``'s leave; None if it did not leave."""
     if x.role in SLOW_ROLES:
-        return x.end_ev if x.end_ev > -_INF and x.closed is not None and x.closed.how != "stopped" else None
+        announced = x.end_ev > -_INF and x.closed is not None and x.closed.how is not HowClosed.STOPPED
+        return x.end_ev if announced else None
     if x.quit_lo < _INF:
         return x.quit_lo
-    if x.closed is None or x.closed.how == "stopped":
+    if x.closed is None or x.closed.how is HowClosed.STOPPED:
         return None
-    if x.closed.how == "drop":
+    if x.closed.how is HowClosed.DROP:
         return x.closed.t - run.config.clock_slack
     # Closed by the server (eof, error) or given up (timeout): the server may
     # have dropped it at any time after the last broadcast it got.

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import NamedTuple
 
+from harness.record.history import Role
+
 CHECK_NAMES = ("seq", "agreement", "loss", "fifo", "membership", "names", "liveness")
 
 #: Witnesses kept per check in a :class:`Report` (the counts are always exact):
@@ -20,7 +22,7 @@ MAX_WITNESSES = 200
 WITNESS_ITEMS = 10
 #: Roles whose bots stop reading on purpose: they are expected to be dropped as
 #: slow, owe no latency and no delivery deadline.
-SLOW_ROLES = frozenset({"slow"})
+SLOW_ROLES = frozenset({Role.SLOW})
 
 
 class Verdict(str, Enum):

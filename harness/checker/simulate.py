@@ -29,7 +29,7 @@ from chat.protocol import (
     server_line,
     sort_names,
 )
-from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
+from harness.record.history import ClientHistory, Closed, Connected, HowClosed, Received, Role, Sent
 from harness.record.payload import encode_payload
 
 _INF = math.inf
@@ -109,7 +109,7 @@ class _Simulator:
 
     # -- the server's primitives --
 
-    def new_client(self, role: str = "chat", bot: str | None = None, chats: bool = True) -> _SimClient:
+    def new_client(self, role: Role = Role.CHAT, bot: str | None = None, chats: bool = True) -> _SimClient:
         if bot is None:
             bot = f"b{self.bots}"
             self.bots += 1
@@ -171,7 +171,7 @@ class _Simulator:
         c.history.events.append(Sent(self.now - 0.2 * self.cfg.step, "/quit"))
         self.deliver(c, server_line(Bye("goodbye")), self.now)
         self.leave(c, LeaveReason.QUIT.value, self.now)
-        c.history.events.append(Closed(c.last_t + 1e-6, "quit"))
+        c.history.events.append(Closed(c.last_t + 1e-6, HowClosed.QUIT))
 
     # -- the run --
 
@@ -187,7 +187,7 @@ class _Simulator:
             c = self.new_client(chats=not cfg.senders or i < cfg.senders)
             self.now += step
             self.try_join(c, c.history.bot, self.now)
-        racers = [self.new_client("racer", chats=not cfg.senders) for _ in range(cfg.racers)]
+        racers = [self.new_client(Role.RACER, chats=not cfg.senders) for _ in range(cfg.racers)]
         actions = ["msg"] * cfg.messages + ["quit"] * cfg.quits + ["drop"] * cfg.drops
         actions += ["slow"] * cfg.slow + ["who"] * cfg.whos + ["race"] * (2 * cfg.racers)
         rng.shuffle(actions)
@@ -216,10 +216,10 @@ class _Simulator:
                 self.try_join(fresh, fresh.history.bot, self.now)
             elif action == "drop":
                 c.stop_t = self.now - 0.1 * step
-                c.history.events.append(Closed(c.stop_t, "drop"))
+                c.history.events.append(Closed(c.stop_t, HowClosed.DROP))
                 self.pending.append(_Notice(index + rng.randint(1, 4), c, LeaveReason.DISCONNECTED.value))
             elif action == "slow":
-                c.history.role = "slow"
+                c.history.role = Role.SLOW
                 c.stop_t = self.now
                 self.pending.append(_Notice(index + rng.randint(2, 6), c, LeaveReason.SLOW.value))
         self.now += 3 * step
@@ -242,7 +242,7 @@ class _Simulator:
         if r.is_member and r.ok_at < self.now - 2 * self.cfg.step:
             self.quit(r)
             racers.remove(r)
-            racers.append(self.new_client("racer", r.history.bot, chats=not self.cfg.senders))
+            racers.append(self.new_client(Role.RACER, r.history.bot, chats=not self.cfg.senders))
         elif not r.left and not r.is_member:
             self.try_join(r, self.rng.choice(RACE_NAMES), self.now)
 
@@ -259,7 +259,7 @@ class _Simulator:
         """Every client still open closes at ``end``: ``eof`` if it had left, else ``stopped``."""
         for c in self.clients:
             if not any(e.kind == "closed" for e in c.history.events):
-                how = "eof" if c.left else "stopped"
+                how = HowClosed.EOF if c.left else HowClosed.STOPPED
                 c.history.events.append(Closed(end, how))
             c.history.events.sort(key=lambda e: e.t)
         return [c.history for c in self.clients if c.history.events]

@@ -33,7 +33,7 @@ from chat import protocol
 from harness.common.metrics_scrape import LockSample, MetricsSnapshot
 from harness.lab import core as lab
 from harness.record.history import Received
-from harness.swarm.cli import START_AHEAD
+from harness.swarm.run import START_AHEAD
 
 #: The broadcast designs of ``chat.server --delivery``, oldest first (docs/architecture.md).
 DESIGNS = ("direct", "queued", "batched")

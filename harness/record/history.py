@@ -16,9 +16,56 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Literal
 
 from harness.common.gctune import collector_paused
+
+# -- names ----------------------------------------------------------------------
+
+
+class Role(str, Enum):
+    """What a scenario has a client do; the run record keeps the value (``"chat"``, ...).
+
+    The checker reads it to treat what a role does on purpose as expected: a
+    ``slow`` reader dropped by the server is no violation. (``str`` mixin: 3.10
+    has no StrEnum; ``str()`` and f-strings give the value.)
+    """
+
+    #: Joins before the start, chats on an open-loop schedule, quits with everyone.
+    CHAT = "chat"
+    #: Joins, says a little and leaves (quit, drop, or both at once), again and again.
+    CHURN = "churn"
+    #: Fights over a few contested names, again and again.
+    RACER = "racer"
+    #: Joins and stops reading: the server may drop it as slow.
+    SLOW = "slow"
+    #: Sends bounded bursts as fast as the server takes them.
+    BURST = "burst"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HowClosed(str, Enum):
+    """How a connection ended (:attr:`Closed.how`); the run record keeps the value (``"quit"``, ...)."""
+
+    #: The client sent ``/quit`` and saw the server close (after ``BYE``).
+    QUIT = "quit"
+    #: The client closed abruptly, on purpose.
+    DROP = "drop"
+    #: The server closed it.
+    EOF = "eof"
+    #: A socket error, or the connection could not open.
+    ERROR = "error"
+    #: The client gave up waiting for the server: a liveness failure.
+    TIMEOUT = "timeout"
+    #: The run was stopped with the connection still open.
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
 
 # -- events of one client -------------------------------------------------------
 
@@ -53,15 +100,16 @@ class Received:
 
 @dataclass(frozen=True)
 class Closed:
-    """The client ended its connection: ``how`` is ``quit`` (it sent /quit and
-    saw BYE or EOF), ``drop`` (it closed abruptly, on purpose), ``eof`` (the
-    server closed it), ``error`` (a socket error), ``timeout`` (it gave up
-    waiting for the server: a liveness failure) or ``stopped`` (the run ended)."""
+    """The connection ended, ``how`` (:class:`HowClosed`; its value as a string is accepted too)."""
 
     t: float
-    how: str
+    how: HowClosed
     detail: str = ""
     kind: Literal["closed"] = "closed"
+
+    def __post_init__(self) -> None:
+        if type(self.how) is not HowClosed:
+            object.__setattr__(self, "how", HowClosed(self.how))
 
 
 Event = Connected | Sent | Received | Closed
@@ -73,15 +121,18 @@ class ClientHistory:
 
     ``client`` is unique per connection in a run (a bot that reconnects gets a
     new client id per connection, e.g. ``b7.2``); ``bot`` is the bot's id as
-    carried in its payloads. ``role`` says what the scenario had it do
-    (``chat``, ``churn``, ``racer``, ``slow``, ``burst``, ...), so that checks
-    can treat a slow reader being dropped as expected.
+    carried in its payloads; ``role`` (:class:`Role`; its value as a string is
+    accepted too) what the scenario had it do.
     """
 
     client: str
     bot: str
-    role: str = "chat"
+    role: Role = Role.CHAT
     events: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if type(self.role) is not Role:
+            self.role = Role(self.role)
 
 
 def event_to_dict(client: str, event: Event) -> dict[str, object]:
@@ -93,7 +144,7 @@ def event_to_dict(client: str, event: Event) -> dict[str, object]:
     if isinstance(event, Connected):
         d["asked"] = event.asked
     if isinstance(event, Closed):
-        d["how"] = event.how
+        d["how"] = event.how.value
         if event.detail:
             d["detail"] = event.detail
     return d
@@ -110,7 +161,7 @@ def event_from_dict(d: dict[str, object]) -> Event:
     if kind == "connected":
         return Connected(t, float(d.get("asked", t)))  # type: ignore[arg-type]
     if kind == "closed":
-        return Closed(t, str(d["how"]), str(d.get("detail", "")))
+        return Closed(t, HowClosed(str(d["how"])), str(d.get("detail", "")))
     raise ValueError(f"unknown event kind {kind!r}")
 
 
@@ -119,7 +170,7 @@ def event_from_dict(d: dict[str, object]) -> Event:
 
 def history_header(history: ClientHistory) -> dict[str, object]:
     """The line that introduces a client in an event stream, before its events."""
-    return {"c": history.client, "k": "client", "bot": history.bot, "role": history.role}
+    return {"c": history.client, "k": "client", "bot": history.bot, "role": history.role.value}
 
 
 def histories_to_dicts(histories: Iterable[ClientHistory]) -> Iterator[dict[str, object]]:
@@ -142,7 +193,7 @@ def histories_from_dicts(items: Iterable[dict[str, object]]) -> list[ClientHisto
         if d["k"] == "client":
             if client not in by_client:
                 bot, role = str(d.get("bot", client)), str(d.get("role", "chat"))
-                by_client[client] = ClientHistory(client, bot, role)
+                by_client[client] = ClientHistory(client, bot, Role(role))
             continue
         history = by_client.get(client)
         if history is None:

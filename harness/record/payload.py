@@ -52,18 +52,25 @@ def decode_payload(text: str) -> Payload | None:
     return Payload(m.group(1), int(m.group(2)), float(m.group(3)))
 
 
+#: Builds a :class:`Payload` from a tuple without the Python-level ``__new__`` of a
+#: NamedTuple: half the cost, for receivers that read one in every few lines.
+_new_payload = tuple.__new__
+
+
 def split_payload(text: str) -> Payload | None:
     """:func:`decode_payload` without a regex, for receivers that sample many lines per second.
 
-    Accepts exactly what :func:`decode_payload` accepts, except that it does not
-    insist on the due time's decimal point (a bot's own output always has it).
+    Accepts everything :func:`decode_payload` accepts, and is looser about the
+    numbers (``int`` and ``float`` read them: no insisting on the due time's
+    decimal point, and ``+1`` is 1): a receiver's live figures, not a judge's.
     """
-    if not text.startswith("b="):
-        return None
     fields = text.split(" ", 3)
-    if len(fields) < 3 or not fields[1].startswith("n=") or not fields[2].startswith("t="):
+    if len(fields) < 3:
+        return None
+    bot, n, due = fields[0], fields[1], fields[2]
+    if bot[:2] != "b=" or n[:2] != "n=" or due[:2] != "t=":
         return None
     try:
-        return Payload(fields[0][2:], int(fields[1][2:]), float(fields[2][2:]))
+        return _new_payload(Payload, (bot[2:], int(n[2:]), float(due[2:])))
     except ValueError:
         return None

@@ -1,13 +1,13 @@
 """The run record: one folder per swarm run, written at the end and loadable later.
 
-Not the recorder of events (the bots record, :mod:`harness.bot`); this module
-only writes and reads the files. The format is documented in
+Not the recorder of events (a connection records, :mod:`harness.record.connection`);
+this module only writes and reads the files. The format is documented in
 docs/run-record.md::
 
     runs/20261125T213500Z-mixed/
         events.jsonl   one JSON object per line: a client's header line
                        {"c", "k": "client", "bot", "role"} then its events
-                       (harness.history.event_to_dict), client after client
+                       (harness.record.history.event_to_dict), client after client
         summary.json   the run's summary: the very document ``--json`` prints
         meta.json      command line, versions, settings, seed, server command,
                        and the server metrics scraped during the run
@@ -65,7 +65,7 @@ def write_events(path: str | os.PathLike[str], histories: Iterable[ClientHistory
     """Write histories as events.jsonl lines; returns the number of lines.
 
     The output is exactly ``json.dumps(d, separators=(",", ":"), ensure_ascii=False)``
-    of :func:`harness.history.histories_to_dicts`, but received and sent lines
+    of :func:`harness.record.history.histories_to_dicts`, but received and sent lines
     (nearly every event) are formatted without building a dict each: a run of
     500,000 deliveries is written in about a second instead of five.
     """

@@ -26,29 +26,19 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from harness.common.latency import Percentiles
 from harness.common.metrics_scrape import MetricsView
+from harness.record.counters import COUNTERS, LiveCounts
 
 #: The checks, in the order the checker reports them (see harness.checker.CHECK_NAMES).
 CHECK_ORDER = ("seq", "agreement", "loss", "fifo", "membership", "names", "liveness")
-#: Checks the bots can count while the run goes on (cheap online counters); the
-#: rest are judged from the recorded histories at the end.
-LIVE_CHECKS = {
-    "seq": "seq steps other than +1 seen by members",
-    "fifo": "a sender's counter seen going back",
-    "liveness": "bounded waits that ran out",
-}
+#: Counters the stats table shows in rows of their own; every other counter that
+#: foreshadows no check is listed in its "Counters" row.
+SHOWN_COUNTERS = frozenset({"connected", "members", "joins", "refused", "sent", "delivered"})
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-@dataclass(frozen=True)
-class LatencyFigures:
-    """Latency from due to receipt, in milliseconds; None where there is no sample."""
-
-    count: int = 0
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-    max: float | None = None
+#: Latency from due to receipt, in milliseconds; None where there is no sample.
+LatencyFigures = Percentiles
+NO_LATENCY = Percentiles(0, None, None, None, None)
 
 
 @dataclass(frozen=True)
@@ -71,12 +61,8 @@ class LiveSnapshot:
     elapsed: float
     duration: float
     bots: int
-    connected: int
-    members: int
-    joins: int
-    refused: int
-    sent: int
-    delivered: int
+    #: What the bots have counted so far (all hives added up).
+    counts: LiveCounts
     #: Per-second rates, oldest first, for the sparklines.
     sent_rates: tuple[float, ...]
     delivered_rates: tuple[float, ...]
@@ -121,6 +107,12 @@ def _last(values: Sequence[float]) -> float:
     return values[-1] if values else 0.0
 
 
+def live_check_rows(counts: LiveCounts) -> tuple[CheckRow, ...]:
+    """A row per check: counted live when a counter foreshadows it, else judged at the end."""
+    live = {c.check: CheckRow(c.check, getattr(counts, c.name), c.doc) for c in COUNTERS if c.check}
+    return tuple(live.get(name) or CheckRow(name, None, "judged at the end") for name in CHECK_ORDER)
+
+
 def count_text(count: int | None) -> Text:
     """A check's violation count: green at zero, red otherwise, dim when not counted yet."""
     if count is None:
@@ -148,21 +140,28 @@ def stats_table(snap: LiveSnapshot) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_column()
-    bots_style = "green" if snap.connected >= snap.bots else "yellow"
+    c = snap.counts
+    bots_style = "green" if c.connected >= snap.bots else "yellow"
     table.add_row(
         "Bots",
-        Text(f"{snap.connected}/{snap.bots}", style=bots_style),
-        f"connected  ({snap.members} members, {snap.joins:,} joins, {snap.refused:,} refused full)",
+        Text(f"{c.connected}/{snap.bots}", style=bots_style),
+        f"connected  ({c.members} members, {c.joins:,} joins, {c.refused:,} refused full)",
     )
     table.add_row(
         "Sent",
-        f"{snap.sent:,}",
+        f"{c.sent:,}",
         f"{_last(snap.sent_rates):>9,.0f}/s  {sparkline(snap.sent_rates)}",
     )
     table.add_row(
         "Delivered",
-        f"{snap.delivered:,}",
+        f"{c.delivered:,}",
         f"{_last(snap.delivered_rates):>9,.0f}/s  {sparkline(snap.delivered_rates)}",
+    )
+    others = [info for info in COUNTERS if info.name not in SHOWN_COUNTERS and info.check is None]
+    table.add_row(
+        "Counters",
+        "",
+        Text(", ".join(f"{info.name.replace('_', ' ')} {getattr(c, info.name):,}" for info in others), "dim"),
     )
     return table
 
@@ -265,10 +264,11 @@ def progress_line(snap: LiveSnapshot) -> str:
     """The plain line printed every few seconds without a terminal or with --no-dashboard."""
     lat = snap.latency_recent
     live = ", ".join(f"{row.name} {row.count}" for row in snap.checks if row.count is not None)
+    c = snap.counts
     line = (
         f"[{min(snap.elapsed, snap.duration):5.1f}s/{snap.duration:g}s {snap.phase}] "
-        f"bots {snap.connected}/{snap.bots} | sent {snap.sent:,} ({_last(snap.sent_rates):,.0f}/s) | "
-        f"delivered {snap.delivered:,} ({_last(snap.delivered_rates):,.0f}/s) | "
+        f"bots {c.connected}/{snap.bots} | sent {c.sent:,} ({_last(snap.sent_rates):,.0f}/s) | "
+        f"delivered {c.delivered:,} ({_last(snap.delivered_rates):,.0f}/s) | "
         f"p99 {fmt_ms(lat.p99)} | {live}"
     )
     if snap.metrics is not None:
@@ -284,7 +284,7 @@ def progress_line(snap: LiveSnapshot) -> str:
 
 def latency_from_dict(d: Mapping[str, Any] | None) -> LatencyFigures:
     if not d:
-        return LatencyFigures()
+        return NO_LATENCY
     return LatencyFigures(
         count=int(d.get("count") or 0),
         p50=d.get("p50_ms"),

@@ -1,7 +1,7 @@
 """Scenarios: which bots a run has, and what each role does. No judging, no output.
 
 A scenario is a *plan* (a list of :class:`BotSpec`, one per bot, each with a
-role) and the roles are coroutines over :class:`harness.bot.BotConnection`:
+role) and the roles are coroutines over :class:`harness.swarm.bot.BotConnection`:
 
 ``chat``   join before the start, send ``--rate`` messages per second on an
            open-loop schedule until the end, wait for its last message to come
@@ -35,13 +35,15 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
-from harness.swarm.bot import BURST_CHUNK, MAX_BATCH, Behaviour, BotConnection, BotContext
+from harness.record.connection import JoinOutcome
+from harness.record.history import HowClosed, Role
+from harness.swarm.bot import BURST_CHUNK, MAX_BATCH, Behaviour, BotConnection, BotContext, Phase
 
 SCENARIOS = ("chat", "churn", "name-race", "slow", "burst", "mixed")
-ROLES = ("chat", "churn", "racer", "slow", "burst")
 #: Roles that join before the start and stay to the end.
-STEADY_ROLES = ("chat", "slow", "burst")
+STEADY_ROLES = frozenset({Role.CHAT, Role.SLOW, Role.BURST})
 
 #: SO_RCVBUF of a slow reader: small, so that the server's side backs up after
 #: a few kilobytes instead of after megabytes of kernel buffers.
@@ -64,7 +66,7 @@ class BotSpec:
     """One bot of a plan: its id (carried in every payload), its role and its knobs."""
 
     bot: str
-    role: str
+    role: Role
     rate: float = 0.0
     #: Chat messages to send (chat role).
     count: int = 0
@@ -92,10 +94,11 @@ class Plan:
     contested_names: frozenset[str]
 
     def role_counts(self) -> dict[str, int]:
-        counts = {role: 0 for role in ROLES}
+        """Bots per role (by the role's name), in the order of :class:`Role`, roles without bots left out."""
+        counts = dict.fromkeys(Role, 0)
         for spec in self.specs:
             counts[spec.role] += 1
-        return {role: n for role, n in counts.items() if n}
+        return {role.value: n for role, n in counts.items() if n}
 
     @property
     def steady(self) -> int:
@@ -103,41 +106,43 @@ class Plan:
         return sum(1 for spec in self.specs if spec.role in STEADY_ROLES)
 
 
-def _roles(scenario: str, n: int) -> list[str]:
+def _roles(scenario: str, n: int) -> list[Role]:
     """The role of each of ``n`` bots, dealt so that every role is spread out."""
+    chat, churn, racer, slow, burst = Role.CHAT, Role.CHURN, Role.RACER, Role.SLOW, Role.BURST
+    counts: dict[Role, int]
     if scenario == "chat":
-        counts = {"chat": n}
+        counts = {chat: n}
     elif scenario == "churn":
-        churn = n // 2
-        counts = {"chat": n - churn, "churn": churn}
+        churners = n // 2
+        counts = {chat: n - churners, churn: churners}
     elif scenario == "name-race":
         observers = max(1, n // 4)
-        counts = {"chat": observers, "racer": n - observers} if n > 1 else {"racer": n}
+        counts = {chat: observers, racer: n - observers} if n > 1 else {racer: n}
     elif scenario == "slow":
-        slow = max(1, n // 5) if n > 1 else 0
-        counts = {"chat": n - slow, "slow": slow}
+        slow_readers = max(1, n // 5) if n > 1 else 0
+        counts = {chat: n - slow_readers, slow: slow_readers}
     elif scenario == "burst":
-        counts = {"burst": n}
+        counts = {burst: n}
     elif scenario == "mixed":
         if n < 8:
             # Too few for fractions: one of each, chat first.
-            order = ["chat", "churn", "racer", "racer", "burst", "slow", "chat"]
+            order = [chat, churn, racer, racer, burst, slow, chat]
             return [order[i % len(order)] for i in range(n)]
-        slow = max(1, n // 10)
-        burst = max(1, n // 10)
-        racer = max(2, n // 6)
-        churn = max(2, n // 6)
-        counts = {"chat": n - slow - burst - racer - churn, "churn": churn, "racer": racer}
-        counts.update(slow=slow, burst=burst)
+        n_slow = max(1, n // 10)
+        n_burst = max(1, n // 10)
+        n_racer = max(2, n // 6)
+        n_churn = max(2, n // 6)
+        counts = {chat: n - n_slow - n_burst - n_racer - n_churn, churn: n_churn, racer: n_racer}
+        counts.update({slow: n_slow, burst: n_burst})
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
     counts = {role: k for role, k in counts.items() if k > 0}
-    # Interleave: each next bot takes the role whose quota is furthest behind,
-    # so that every process of a --procs run gets a mix of roles.
-    out: list[str] = []
+    # Interleave: each next bot takes the role whose quota is furthest behind
+    # (ties by the role's name), so that every process of a --procs run gets a mix of roles.
+    out: list[Role] = []
     taken = dict.fromkeys(counts, 0)
     for _ in range(sum(counts.values())):
-        role = min(counts, key=lambda r: ((taken[r] + 0.5) / counts[r], r))
+        role = min(counts, key=lambda r: ((taken[r] + 0.5) / counts[r], r.value))
         taken[role] += 1
         out.append(role)
     return out
@@ -167,7 +172,7 @@ def plan(
     """
     roles = _roles(scenario, clients)
     width = len(str(max(0, clients - 1)))
-    racers = roles.count("racer")
+    racers = roles.count(Role.RACER)
     contested = tuple(f"race{j}" for j in range(max(1, racers // 4))) if racers else ()
     bursts = 1 if scenario == "burst" else 3
     burst_size = burst if burst is not None else default_burst_size(clients, bursts)
@@ -183,7 +188,7 @@ def plan(
         if role in STEADY_ROLES:
             join_at = steady_index / ramp if ramp > 0 else 0.0
             steady_index += 1
-        if role == "chat":
+        if role is Role.CHAT:
             who = who_every if chat_index % WHO_ONE_IN == 0 else 0
             chat_index += 1
             phase = rng.random()
@@ -201,11 +206,11 @@ def plan(
                     join_at=join_at,
                 )
             )
-        elif role == "burst":
+        elif role is Role.BURST:
             specs.append(
                 BotSpec(bot, role, bursts=bursts, burst_size=burst_size, seed=spec_seed, join_at=join_at)
             )
-        elif role == "racer":
+        elif role is Role.RACER:
             specs.append(BotSpec(bot, role, rate=rate, contested=contested, seed=spec_seed))
         else:
             specs.append(BotSpec(bot, role, rate=rate, seed=spec_seed, join_at=join_at))
@@ -248,15 +253,15 @@ async def send_schedule(
     return last_n
 
 
-async def give_up(ctx: BotContext, conn: BotConnection, outcome: str) -> None:
+async def give_up(ctx: BotContext, conn: BotConnection, outcome: JoinOutcome) -> None:
     """End a connection whose handshake did not make it a member."""
     hb = ctx.config.handshake_bound
-    if outcome == "timeout":
-        conn.close("timeout", f"no answer to the handshake within {hb:g}s")
-    elif outcome in ("taken", "invalid") and conn.is_open:
+    if outcome is JoinOutcome.TIMEOUT:
+        conn.close(HowClosed.TIMEOUT, f"no answer to the handshake within {hb:g}s")
+    elif outcome in (JoinOutcome.TAKEN, JoinOutcome.INVALID) and conn.is_open:
         await conn.quit(ctx.deadline(hb))  # /quit during the handshake: BYE
     elif conn.is_open and not await conn.wait_closed(ctx.deadline(hb)):
-        conn.close("drop", f"gave up after the handshake ended with {outcome}")
+        conn.close(HowClosed.DROP, f"gave up after the handshake ended with {outcome}")
 
 
 async def leave_in_turn(ctx: BotContext, conn: BotConnection, released: float) -> None:
@@ -270,12 +275,23 @@ async def leave_in_turn(ctx: BotContext, conn: BotConnection, released: float) -
     await conn.quit(ctx.deadline(ctx.config.delivery_bound))
 
 
-async def leave(ctx: BotContext, conn: BotConnection, mode: str) -> None:
-    """Leave the room: ``quit`` (wait for BYE), ``drop`` (abrupt close) or ``quit-close``."""
-    if mode == "quit":
+class Leave(Enum):
+    """How a churner or a racer leaves the room."""
+
+    #: ``/quit``, then wait (bounded) for BYE and the close.
+    QUIT = "quit"
+    #: An abrupt close, without a word.
+    DROP = "drop"
+    #: ``/quit`` and a close at once (a race on purpose).
+    QUIT_CLOSE = "quit-close"
+
+
+async def leave(ctx: BotContext, conn: BotConnection, mode: Leave) -> None:
+    """Leave the room ``mode``."""
+    if mode is Leave.QUIT:
         await conn.quit(ctx.deadline(ctx.config.delivery_bound))
-    elif mode == "drop":
-        conn.close("drop", "abrupt close without /quit")
+    elif mode is Leave.DROP:
+        conn.close(HowClosed.DROP, "abrupt close without /quit")
     else:
         conn.quit_and_close()
 
@@ -300,53 +316,57 @@ def _vary_case(name: str, rng: random.Random) -> str:
     return name
 
 
+async def join_at_the_ramp(ctx: BotContext, *, rcvbuf: int | None = None) -> BotConnection | None:
+    """Connect at the bot's moment of the join ramp and join under its own name; None if it could not."""
+    await ctx.sleep_until(ctx.config.t0 + ctx.spec.join_at)
+    conn = await ctx.connect(rcvbuf=rcvbuf)
+    if not conn.is_open:
+        return None
+    outcome = await conn.handshake(ctx.bot, ctx.deadline(ctx.config.handshake_bound))
+    if outcome is not JoinOutcome.OK:
+        await give_up(ctx, conn, outcome)
+        return None
+    return conn
+
+
 # -- roles -----------------------------------------------------------------------------
 
 
 async def chat_role(ctx: BotContext) -> None:
     cfg = ctx.config
     spec = ctx.spec
-    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
-    conn = await ctx.connect()
-    outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
-    if outcome != "ok":
-        await give_up(ctx, conn, outcome)
+    conn = await join_at_the_ramp(ctx)
+    if conn is None:
         return
-    start = await ctx.barrier("joined")
+    start = await ctx.barrier(Phase.JOINED)
     stop = start + cfg.duration
     first = start + spec.phase / spec.rate if spec.rate > 0 else start
     last = await send_schedule(ctx, conn, first, spec.count, spec.rate, spec.who_every)
     if last >= 0:
         await conn.wait_echo(last, ctx.deadline(cfg.delivery_bound))
     await ctx.sleep_until(stop)
-    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
+    await leave_in_turn(ctx, conn, await ctx.barrier(Phase.DRAINED))
 
 
 async def slow_role(ctx: BotContext) -> None:
     cfg = ctx.config
-    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
-    conn = await ctx.connect(rcvbuf=SLOW_RCVBUF)
-    outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
-    if outcome != "ok":
-        await give_up(ctx, conn, outcome)
+    conn = await join_at_the_ramp(ctx, rcvbuf=SLOW_RCVBUF)
+    if conn is None:
         return
-    start = await ctx.barrier("joined")
+    start = await ctx.barrier(Phase.JOINED)
     conn.pause_reading()
     await ctx.sleep_until(start + cfg.duration)
     conn.resume_reading()
-    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
+    await leave_in_turn(ctx, conn, await ctx.barrier(Phase.DRAINED))
 
 
 async def burst_role(ctx: BotContext) -> None:
     cfg = ctx.config
     spec = ctx.spec
-    await ctx.sleep_until(cfg.t0 + ctx.spec.join_at)
-    conn = await ctx.connect()
-    outcome = await conn.handshake(ctx.bot, ctx.deadline(cfg.handshake_bound)) if conn.is_open else "eof"
-    if outcome != "ok":
-        await give_up(ctx, conn, outcome)
+    conn = await join_at_the_ramp(ctx)
+    if conn is None:
         return
-    start = await ctx.barrier("joined")
+    start = await ctx.barrier(Phase.JOINED)
     last = -1
     for b in range(spec.bursts):
         await ctx.sleep_until(start + b * cfg.duration / spec.bursts)
@@ -363,13 +383,13 @@ async def burst_role(ctx: BotContext) -> None:
     if last >= 0:
         await conn.wait_echo(last, ctx.deadline(cfg.delivery_bound))
     await ctx.sleep_until(start + cfg.duration)
-    await leave_in_turn(ctx, conn, await ctx.barrier("drained"))
+    await leave_in_turn(ctx, conn, await ctx.barrier(Phase.DRAINED))
 
 
 async def churn_role(ctx: BotContext) -> None:
     cfg = ctx.config
     rng = random.Random(ctx.spec.seed)
-    start = await ctx.barrier("joined")
+    start = await ctx.barrier(Phase.JOINED)
     stop = start + cfg.duration
     await ctx.sleep_until(start + rng.uniform(0.0, 0.1))
     for stint in range(1, MAX_ROUNDS + 1):
@@ -380,21 +400,21 @@ async def churn_role(ctx: BotContext) -> None:
             await asyncio.sleep(rng.uniform(0.05, 0.2))
             continue
         outcome = await conn.handshake(f"{ctx.bot}-{stint}", ctx.deadline(cfg.handshake_bound))
-        if outcome != "ok":
+        if outcome is not JoinOutcome.OK:
             await give_up(ctx, conn, outcome)
         else:
             await _talk_briefly(ctx, conn, rng, 4)
             await asyncio.sleep(rng.uniform(0.0, 0.15))
-            await leave(ctx, conn, rng.choice(("quit", "drop", "quit-close")))
+            await leave(ctx, conn, rng.choice(tuple(Leave)))
         await asyncio.sleep(rng.uniform(0.0, 0.08))
-    ctx.arrive("drained")
+    ctx.arrive(Phase.DRAINED)
 
 
 async def racer_role(ctx: BotContext) -> None:
     cfg = ctx.config
     spec = ctx.spec
     rng = random.Random(spec.seed)
-    start = await ctx.barrier("joined")
+    start = await ctx.barrier(Phase.JOINED)
     stop = start + cfg.duration
     # A racer that has not won by the end keeps racing a little longer (the
     # others have stopped, so it wins soon): every bot of a run gets to join,
@@ -409,29 +429,29 @@ async def racer_role(ctx: BotContext) -> None:
         if not conn.is_open:
             await asyncio.sleep(rng.uniform(0.05, 0.2))
             continue
-        outcome = "eof"
+        outcome = JoinOutcome.EOF
         for _attempt in range(RACE_ATTEMPTS):
             name = _vary_case(rng.choice(spec.contested), rng)
             outcome = await conn.handshake(name, ctx.deadline(cfg.handshake_bound))
-            if outcome != "taken":
+            if outcome is not JoinOutcome.TAKEN:
                 break
-        if outcome == "ok":
+        if outcome is JoinOutcome.OK:
             has_won = True
             await _talk_briefly(ctx, conn, rng, 2)
             await asyncio.sleep(rng.uniform(0.02, 0.2))
-            await leave(ctx, conn, rng.choice(("quit", "drop", "quit-close")))
+            await leave(ctx, conn, rng.choice(tuple(Leave)))
         else:
             await give_up(ctx, conn, outcome)
         await asyncio.sleep(rng.uniform(0.0, 0.05))
-    ctx.arrive("drained")
+    ctx.arrive(Phase.DRAINED)
 
 
-BEHAVIOURS: dict[str, Behaviour] = {
-    "chat": chat_role,
-    "churn": churn_role,
-    "racer": racer_role,
-    "slow": slow_role,
-    "burst": burst_role,
+BEHAVIOURS: dict[Role, Behaviour] = {
+    Role.CHAT: chat_role,
+    Role.CHURN: churn_role,
+    Role.RACER: racer_role,
+    Role.SLOW: slow_role,
+    Role.BURST: burst_role,
 }
 
 
@@ -441,5 +461,5 @@ def describe(plan_: Plan) -> str:
     return f"{len(plan_.specs)} bots: " + ", ".join(parts)
 
 
-def role_of(specs: Sequence[BotSpec]) -> dict[str, str]:
+def role_of(specs: Sequence[BotSpec]) -> dict[str, Role]:
     return {spec.bot: spec.role for spec in specs}

@@ -70,3 +70,39 @@ def test_percentiles_of_a_list() -> None:
     assert p.max == 100.0
     assert percentiles([]) == Percentiles(0, None, None, None, None)
     assert percentiles([3.0]) == Percentiles(1, 3.0, 3.0, 3.0, 3.0)
+
+
+def test_values_are_recorded_exactly_as_record_value_records_them() -> None:
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    rng = random.Random(7)
+    values = [rng.lognormvariate(0.5, 2.0) for _ in range(20_000)] + [-1.0, 0.0, 0.0004, 1e12, 3_600_000.0]
+    h = LatencyHistogram()
+    reference = HdrHistogram(1, 3_600_000_000, 3)
+    for ms in values:
+        h.add(ms)
+        reference.record_value(min(3_600_000_000, max(1, int(ms * 1000))))
+    assert h.count == reference.get_total_count() == len(values)
+    assert list(h._h.counts) == list(reference.counts)
+    assert (h._h.min_value, h._h.max_value) == (reference.min_value, reference.max_value)
+
+
+def test_values_added_after_a_read_are_recorded_too() -> None:
+    h = LatencyHistogram()
+    h.add(1.0)
+    assert h.count == 1
+    h.add(2.0)
+    other = LatencyHistogram()
+    other.add(3.0)
+    h.merge(other)
+    assert h.count == 3 and pickle.loads(pickle.dumps(h)).count == 3
+
+
+def test_a_histogram_nobody_reads_holds_a_bounded_number_of_values() -> None:
+    h = LatencyHistogram()
+    for i in range(20_000):
+        h.add(i / 100)
+    assert len(h._pending) < 8192
+    assert h.count == 20_000

@@ -32,6 +32,8 @@ SHORT = ["--clients", "5", "--duration", "1", "--rate", "10", "--no-dashboard", 
 #: soon as the echo comes, so a bound costs time only when something is wrong.)
 PASSING = [*SHORT, "--handshake-bound", "20", "--delivery-bound", "20"]
 
+pytestmark = pytest.mark.e2e
+
 
 def swarm(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
     return run_module("harness.swarm", list(args), timeout=timeout)

@@ -1,26 +1,15 @@
-"""The dashboard's renderables and the metrics they show, rendered into a recording Console."""
+"""The dashboard's renderables, rendered into a recording Console; no I/O, no server."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from rich.console import Console, RenderableType
 
-from harness.common.metrics_scrape import (
-    Histogram,
-    LockView,
-    MetricsPoller,
-    MetricsUnavailable,
-    MetricsView,
-    make_view,
-    parse_metrics,
-    scrape,
-    view_from_dict,
-    view_to_dict,
-)
+from harness.common.metrics_scrape import LockView, MetricsView, view_to_dict
+from harness.record.counters import COUNTERS, LiveCounts
 from harness.swarm.dashboard import (
     CHECK_ORDER,
     CheckRow,
@@ -29,8 +18,8 @@ from harness.swarm.dashboard import (
     LiveSnapshot,
     count_text,
     fmt_ms,
+    live_check_rows,
     live_view,
-    lock_table,
     progress_line,
     sparkline,
     stats_table,
@@ -38,7 +27,6 @@ from harness.swarm.dashboard import (
     verdict_text,
     witness_lines,
 )
-from tests.helpers import ServerProcess
 
 
 def render(renderable: RenderableType | Any) -> str:
@@ -69,12 +57,7 @@ def snapshot(**overrides: Any) -> LiveSnapshot:
         elapsed=4.2,
         duration=8.0,
         bots=30,
-        connected=28,
-        members=27,
-        joins=120,
-        refused=0,
-        sent=3456,
-        delivered=98765,
+        counts=LiveCounts(connected=28, members=27, joins=120, refused=0, sent=3456, delivered=98765),
         sent_rates=(400.0, 420.0, 410.0),
         delivered_rates=(12000.0, 12500.0, 12100.0),
         latency_recent=LatencyFigures(2000, 0.8, 2.5, 4.1, 9.0),
@@ -83,7 +66,10 @@ def snapshot(**overrides: Any) -> LiveSnapshot:
         metrics=None,
         roles="30 bots: 14 chat, 5 churn, 5 racer, 3 slow, 3 burst",
     )
+    counts = {k: overrides.pop(k) for k in list(overrides) if hasattr(base["counts"], k)}
     base.update(overrides)
+    for name, value in counts.items():
+        setattr(base["counts"], name, value)
     return LiveSnapshot(**base)
 
 
@@ -256,85 +242,17 @@ def test_summary_of_an_interrupted_run_says_so() -> None:
     assert "interrupted" in out
 
 
-# -- metrics parsing -------------------------------------------------------------------------------
-
-PAGE = """\
-# HELP chat_members Members
-# TYPE chat_members gauge
-chat_members 3.0
-# TYPE chat_deliveries_total counter
-chat_deliveries_total 1000.0
-# TYPE chat_lock_acquisitions_total counter
-chat_lock_acquisitions_total{section="registry"} 200.0
-# TYPE chat_lock_contended_total counter
-chat_lock_contended_total{section="registry"} 50.0
-# TYPE chat_lock_wait_seconds histogram
-chat_lock_wait_seconds_bucket{le="0.001",section="registry"} 10.0
-chat_lock_wait_seconds_bucket{le="0.01",section="registry"} 40.0
-chat_lock_wait_seconds_bucket{le="+Inf",section="registry"} 50.0
-chat_lock_wait_seconds_count{section="registry"} 50.0
-chat_lock_wait_seconds_sum{section="registry"} 0.2
-# TYPE chat_lock_site_acquisitions_total counter
-chat_lock_site_acquisitions_total{section="registry",site="say"} 150.0
-# TYPE process_cpu_seconds_total counter
-process_cpu_seconds_total 1.5
-"""
+def test_every_counter_shows_somewhere_on_the_live_view() -> None:
+    counts = LiveCounts(**{c.name: 501 + i for i, c in enumerate(COUNTERS)})
+    out = render(live_view(snapshot(counts=counts, checks=live_check_rows(counts))))
+    for i, c in enumerate(COUNTERS):
+        assert str(501 + i) in out, c.name  # a row of its own, a check's row, or the "Counters" row
+    assert "closed by server 513" in out
 
 
-def test_parse_metrics_reads_locks_sites_and_gauges() -> None:
-    snap = parse_metrics(PAGE, t=10.0)
-    assert snap.gauges == {"chat_members": 3.0, "chat_deliveries_total": 1000.0}
-    registry = next(lk for lk in snap.locks if lk.site == "")
-    assert (registry.acquisitions, registry.contended) == (200.0, 50.0)
-    assert registry.wait is not None and registry.wait.count == 50.0
-    say = next(lk for lk in snap.locks if lk.site == "say")
-    assert say.acquisitions == 150.0 and say.wait is None
-    assert not any(k.startswith("process_") for k in snap.samples)
-
-
-def test_histogram_quantile_interpolates_inside_a_bucket() -> None:
-    h = Histogram(((0.001, 10.0), (0.01, 40.0), (float("inf"), 50.0)), 50.0, 0.2)
-    assert h.quantile(0.2) == pytest.approx(0.001)
-    assert h.quantile(0.5) == pytest.approx(0.001 + 0.009 * (25 - 10) / 30)
-    assert h.quantile(0.99) == pytest.approx(0.01)  # in +Inf: the last finite edge
-    assert Histogram((), 0.0, 0.0).quantile(0.5) is None
-
-
-def test_view_uses_the_first_scrape_as_baseline_and_the_last_two_for_rates() -> None:
-    first = parse_metrics(PAGE, t=10.0)
-    later = parse_metrics(PAGE.replace("200.0", "300.0").replace("1000.0", "3000.0"), t=12.0)
-    view = make_view("u", first, first, later)
-    registry = next(lk for lk in view.locks if lk.site == "")
-    assert registry.acquisitions == 100.0
-    assert registry.rate == pytest.approx(50.0)
-    assert view.deliveries_rate == pytest.approx(1000.0)
-    assert view_from_dict(view_to_dict(view)).locks[0].acquisitions == 100.0
-
-
-def test_page_that_is_not_prometheus_is_refused() -> None:
-    with pytest.raises(MetricsUnavailable):
-        parse_metrics("chat_members{ 3\n")
-
-
-def test_unreachable_metrics_are_unavailable() -> None:
-    with pytest.raises(MetricsUnavailable, match=r"^cannot read http://127\.0\.0\.1:1/metrics: "):
-        scrape("http://127.0.0.1:1/metrics", timeout=2.0)
-
-
-@pytest.fixture
-def metrics_server() -> Iterator[str]:
-    srv = ServerProcess("--metrics-port", "0").start()
-    assert srv.metrics_url, "no metrics URL"  # the launcher reads `metrics on URL` from the server's log
-    yield srv.metrics_url
-    srv.stop()
-
-
-def test_poller_scrapes_our_server(metrics_server: str) -> None:
-    poller = MetricsPoller(metrics_server, interval=0.2).start()
-    poller.stop()  # joins the thread after one last scrape
-    view = poller.view()
-    assert view is not None
-    assert any(lk.section == "registry" for lk in view.locks)
-    assert "chat_members" in view.gauges
-    assert poller.series() and "t" in poller.series()[0]
-    assert "Lock" in render(lock_table(view))
+def test_live_check_rows_come_from_the_counters_that_foreshadow_a_check() -> None:
+    rows = live_check_rows(LiveCounts(seq_anomalies=2, fifo_anomalies=1, timeouts=4))
+    assert [r.name for r in rows] == list(CHECK_ORDER)
+    assert {r.name: r.count for r in rows if r.count is not None} == {"seq": 2, "fifo": 1, "liveness": 4}
+    assert {r.note for r in rows if r.count is None} == {"judged at the end"}
+    assert next(r for r in rows if r.name == "seq").note == "seq steps other than +1 seen by members"

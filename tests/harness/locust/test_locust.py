@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import socket
@@ -34,23 +33,8 @@ from tests.helpers import REPO, ServerProcess, running_server
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)
 
+pytestmark = pytest.mark.e2e
 
-def _load_chat_options() -> Any:
-    """locustfiles/chat_options.py (which imports no locust) by path: putting locustfiles/ on
-    sys.path would let its chat.py shadow the chat package for every later test of this worker."""
-    spec = importlib.util.spec_from_file_location(
-        "locust_chat_options", os.path.join(REPO, "locustfiles", "chat_options.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-chat_options = _load_chat_options()
-DEFAULTS, ChatOptions = chat_options.DEFAULTS, chat_options.ChatOptions
-options_of, parse_host, problems = chat_options.options_of, chat_options.parse_host, chat_options.problems
 
 #: Fast users: a task every 50-150 ms, so that a few seconds make hundreds of deliveries.
 FAST = ("--chat-wait-min", "0.05", "--chat-wait-max", "0.15")
@@ -114,36 +98,7 @@ def assert_clean(stderr: str) -> None:
     assert "Uncaught exception" not in stderr, stderr[-3000:]
 
 
-# -- the options (pure: chat_options imports no locust) -----------------------------------------
-
-
-def test_host_parsing() -> None:
-    assert parse_host("chat://127.0.0.1:4000") == ("127.0.0.1", 4000)
-    assert parse_host("localhost:5") == ("localhost", 5)
-    assert parse_host(None) == ("localhost", 9999)
-    for bad in ("http://example:80", "chat://", "chat://host:notaport", "chat://host:1/path"):
-        with pytest.raises(ValueError, match=r"^--host must look like chat://HOST:PORT, got "):
-            parse_host(bad)
-
-
-def test_options_defaults_and_problems() -> None:
-    assert options_of(None) == DEFAULTS
-    assert problems(DEFAULTS, "chat://localhost:9999") == []
-
-    class Parsed:
-        chat_wait_min = 2.0
-        chat_wait_max = 1.0
-        chat_message_weight = 0
-        chat_who_weight = 0
-        chat_rejoin_weight = 0
-        chat_no_check = True
-
-    opts = options_of(Parsed())
-    assert opts == ChatOptions(wait_min=2.0, wait_max=1.0, message_weight=0, who_weight=0, check=False)
-    found = problems(opts, "ftp://x")
-    assert found[0].startswith("--host must look like")
-    assert any(p.startswith("--chat-wait-min and --chat-wait-max need") for p in found)
-    assert any(p.startswith("task weights") for p in found)
+# -- bad options ---------------------------------------------------------------------------------
 
 
 def test_bad_option_is_one_line_and_exit_2() -> None:
@@ -463,3 +418,14 @@ def test_web_ui_renders_in_a_headless_browser(server: ServerProcess, tmp_path: P
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", dom.stderr[-2000:]
     assert shot.stat().st_size > 10_000  # a rendered page, not a blank one
     assert "CHAT" in dom.stdout and "message" in dom.stdout, dom.stdout[-2000:]
+
+
+def test_the_options_and_the_package_import_no_locust() -> None:
+    """Only the client, the user and the check import locust (and patch the process for gevent)."""
+    code = "import sys, harness.locust, harness.locust.options; sys.exit('locust' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=60).returncode == 0
+
+
+def test_locustfiles_hold_only_users_and_shapes() -> None:
+    names = sorted(p.name for p in Path(REPO, "locustfiles").glob("*.py"))
+    assert names == ["chat.py", "chat_package.py", "churn.py", "name_race.py", "ramp.py"]

@@ -1,4 +1,6 @@
-"""The chat users' command-line options: declared once, read as one frozen :class:`ChatOptions`.
+"""The chat users' command-line options, declared once and read as one frozen :class:`ChatOptions`.
+
+No locust here: this module is usable (and tested) without locust's gevent patching.
 
 Locust shows custom options in its web UI too (editable before each start),
 and a master hands them to its workers. Options shared by every chat
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import urlsplit
+
+from harness.common.address import CHAT_SCHEME, Endpoint, parse_endpoint
 
 #: The target when ``--host`` is not given.
 DEFAULT_HOST = "chat://localhost:9999"
@@ -150,19 +153,15 @@ def options_of(parsed: Any) -> ChatOptions:
     return ChatOptions(**values)
 
 
-def parse_host(host: str | None) -> tuple[str, int]:
-    """``chat://HOST:PORT`` or ``HOST:PORT`` (or None: the default) -> (host, port); raises ValueError."""
-    text = (host or DEFAULT_HOST).strip()
-    if "://" not in text:
-        text = "chat://" + text
+def parse_host(host: str | None) -> Endpoint:
+    """``chat://HOST:PORT`` or ``HOST:PORT`` (the port defaults to 9999; None: the default host).
+
+    Raises :class:`ValueError` with the one line a user sees.
+    """
     try:
-        parts = urlsplit(text)
-        port = parts.port
+        return parse_endpoint(host or DEFAULT_HOST, schemes=(CHAT_SCHEME,), default_port=DEFAULT_PORT)
     except ValueError:
-        parts, port = None, None
-    if parts is None or parts.scheme != "chat" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"--host must look like chat://HOST:PORT, got {host!r}")
-    return parts.hostname, port or DEFAULT_PORT
+        raise ValueError(f"--host must look like chat://HOST:PORT, got {host!r}") from None
 
 
 def problems(opts: ChatOptions, host: str | None = None) -> list[str]:

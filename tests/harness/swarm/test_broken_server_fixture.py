@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ServerProcess
+from tests.helpers import REPO, ServerProcess
 
-FIXTURE = Path(__file__).parent / "fixtures" / "broken_server.py"
+FIXTURE = Path(REPO) / "tests" / "fixtures" / "broken_server.py"
+
+pytestmark = pytest.mark.e2e
 
 
 class BrokenServer(ServerProcess):

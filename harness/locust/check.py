@@ -2,7 +2,7 @@
 
 Not a locustfile (it has no user). Every chat connection of this process is
 registered with :data:`RECORDER` and records what it sent and received, with
-times, as a :class:`harness.history.ClientHistory`. When the test stops, the
+times, as a :class:`harness.record.history.ClientHistory`. When the test stops, the
 ``test_stop`` listener below closes what is still open, runs
 :func:`harness.checker.check_all` over the histories, logs the verdict and
 each violation with its witness, and sets ``environment.process_exit_code``
@@ -40,22 +40,24 @@ waits for the answers, boundedly, before locust reads the exit code.
 
 from __future__ import annotations
 
+# locust first: importing it patches the standard library (sockets, threads) for gevent.
+from locust import events  # isort: skip
+from locust.runners import MasterRunner, WorkerRunner  # isort: skip
+
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import chat_package  # noqa: F401  (the project's chat package before harness imports it)
-from chat_options import ChatOptions, options_of
 from gevent.event import Event
-from locust import events
-from locust.runners import MasterRunner, WorkerRunner
 
 from harness.checker import CheckConfig, Report, check_all
+from harness.locust.options import ChatOptions, options_of
 from harness.record.history import ClientHistory
 
+# The name locust prints in each of this module's log lines (docs/locust.md shows them).
 log = logging.getLogger("chat_check")
 
 #: Custom message types between the workers and the master.
@@ -69,7 +71,7 @@ REPORT_WAIT = 30.0
 
 
 class Recorded(Protocol):
-    """A connection that recorded its history (``chat_user.ChatClient``)."""
+    """A connection that recorded its history (:class:`harness.locust.client.ChatClient`)."""
 
     def finish(self, t: float) -> ClientHistory:
         """Close the connection if it is still open (as ``stopped``) and return its history."""
@@ -296,7 +298,6 @@ def _collect_from_workers(environment: Any) -> None:
     MASTER.reset()
 
 
-@events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
@@ -310,13 +311,11 @@ def _on_init(environment: Any, **_: Any) -> None:
             runner.register_message(REQUEST, _on_request)
 
 
-@events.test_start.add_listener
 def _on_test_start(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, MasterRunner):
         MASTER.reset()
 
 
-@events.test_stop.add_listener
 def _on_test_stop(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
@@ -325,3 +324,13 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     data = judge_here(environment)
     if isinstance(runner, WorkerRunner):
         _send_report(environment, data)
+
+
+def listen(hook: Any, handler: Callable[..., None]) -> None:
+    """Add ``handler`` to the locust event ``hook`` (locust's ``add_listener`` carries no types)."""
+    hook.add_listener(handler)
+
+
+listen(events.init, _on_init)
+listen(events.test_start, _on_test_start)
+listen(events.test_stop, _on_test_stop)

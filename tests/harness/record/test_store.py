@@ -1,4 +1,4 @@
-"""The run record: events.jsonl, summary.json and meta.json, written and loaded back."""
+"""The run record's files: events.jsonl, summary.json and meta.json, written and loaded back."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ from pathlib import Path
 import pytest
 
 from harness.record.history import (
-    ClientHistory,
-    Closed,
-    Connected,
-    Received,
-    Sent,
-    histories_from_dicts,
     histories_to_dicts,
     load_histories,
 )
@@ -28,26 +22,7 @@ from harness.record.store import (
     write_events,
     write_json,
 )
-
-
-def sample_histories() -> list[ClientHistory]:
-    a = ClientHistory("b0", "b0", "chat")
-    a.events += [
-        Connected(100.0, 99.5),
-        Received(100.1, "HELLO welcome"),
-        Sent(100.2, "b0"),
-        Received(100.3, "OK b0"),
-        Received(100.3, "JOIN 1 b0"),
-        Sent(100.4, "b=b0 n=0 t=100.400000", 100.4),
-        Received(100.5, "MSG 2 b0 b=b0 n=0 t=100.400000"),
-        Received(100.6, 'MSG 3 x quotes " and \\ and ünïcödé \ufffd'),
-        Sent(100.7, "/quit"),
-        Received(100.8, "BYE goodbye"),
-        Closed(100.9, "quit"),
-    ]
-    b = ClientHistory("b1.2", "b1", "churn")
-    b.events += [Closed(101.0, "error", "connect: Connection refused")]
-    return [a, b]
+from tests.harness.record.samples import sample_histories
 
 
 def test_events_round_trip(tmp_path: Path) -> None:
@@ -83,18 +58,6 @@ def test_lines_are_exactly_the_json_of_the_event_dicts(tmp_path: Path) -> None:
         json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in histories_to_dicts(histories)
     ]
     assert path.read_text(encoding="utf-8").splitlines() == expected
-
-
-def test_interleaved_events_load_per_client() -> None:
-    items = list(histories_to_dicts(sample_histories()))
-    headers = [d for d in items if d["k"] == "client"]
-    events = [d for d in items if d["k"] != "client"]
-    assert histories_from_dicts(headers + events[::-1])[1].events == sample_histories()[1].events
-
-
-def test_event_before_its_header_is_refused() -> None:
-    with pytest.raises(ValueError, match="before its header"):
-        histories_from_dicts([{"c": "x", "k": "received", "t": 1.0, "line": "HELLO"}])
 
 
 def test_parts_of_several_processes_concatenate(tmp_path: Path) -> None:
