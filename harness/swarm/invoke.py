@@ -34,6 +34,9 @@ from harness.common.launcher import REPO
 from harness.record.history import ClientHistory
 from harness.record.store import load_run
 
+#: The run that exposes the catalogued bugs: 30 bots, 8 s of chat (the scenario is each bug's own).
+EXPOSING_CLIENTS = 30
+EXPOSING_DURATION = 8.0
 #: How a run against the safe server is labelled (a run against a bug is labelled with the bug's name).
 SAFE = "safe"
 #: A swarm of ``duration`` seconds ends within this much more (start-up, joins, drain, quits,
