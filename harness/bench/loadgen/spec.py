@@ -60,9 +60,15 @@ class LoadSpec:
     token: str = field(default_factory=lambda: os.urandom(2).hex())
 
     def names(self) -> list[str]:
+        """Every member's name: ``p<i>-<token>`` for the publishers, first, then ``m<i>-<token>``."""
         pubs = [f"p{i}-{self.token}" for i in range(self.n_publishers)]
         rest = [f"m{i}-{self.token}" for i in range(self.n_publishers, self.members)]
         return pubs + rest
+
+    @staticmethod
+    def bot_id(name: str) -> str:
+        """The id a member's payload carries (``b=p0``): its name without the run's token."""
+        return name.rpartition("-")[0]
 
     @property
     def n_publishers(self) -> int:

@@ -419,7 +419,7 @@ class _Worker:
             self.receive(IDLE_POLL)
         self.publish_counts()
         self.pipe.send(Started(self.slot))
-        lines = [_line_template(m.name.split("-")[0], spec.text_bytes) for m in pubs]
+        lines = [_line_template(spec.bot_id(m.name), spec.text_bytes) for m in pubs]
         pending = [b""] * len(pubs)
         next_n = [0] * len(pubs)
         sent = 0

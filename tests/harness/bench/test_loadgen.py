@@ -45,3 +45,4 @@ def test_spec_names_are_unique_per_run_and_publishers_come_first() -> None:
     names = spec.names()
     assert len(names) == 4 and names[:2] == [f"p0-{spec.token}", f"p1-{spec.token}"]
     assert spec.marker == f" p0-{spec.token} bench-start\n".encode()
+    assert [spec.bot_id(n) for n in names] == ["p0", "p1", "m2", "m3"]
