@@ -22,7 +22,8 @@ every line and records, per line, the time from the message's due time (carried 
 
 The phases, driven by the parent through one shared integer (``phase``):
 
-``SETUP``  workers connect and do the handshake, then report ``joined``;
+``SETUP``  workers start and report ``ready``; once all are, the parent says ``connect`` and they connect
+           and do the handshake together, then report ``joined``;
 ``GO``     publisher ``p0`` sends a marker line; every member ignores what it receives up to and including
            that marker, and counts what follows. The publishers start sending once ``p0`` has seen the
            marker come back, so every counted line is a message of this run;

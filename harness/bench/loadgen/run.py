@@ -27,7 +27,9 @@ from harness.bench.loadgen.spec import (
     LoadError,
     LoadSpec,
     R,
+    Ready,
     Report,
+    Shared,
     Started,
 )
 from harness.bench.loadgen.worker import worker_main
@@ -151,10 +153,13 @@ def run_load(
     ctx = _context()
     groups = _split(spec.names(), spec.n_publishers, spec.procs)
     slots = len(groups)
-    phase = ctx.RawValue("i", SETUP)
-    counts = ctx.RawArray("q", slots)
-    mins = ctx.RawArray("q", slots)
-    final_sent = ctx.RawValue("q", -1)
+    shared = Shared(
+        phase=ctx.RawValue("i", SETUP),
+        counts=ctx.RawArray("q", slots),
+        mins=ctx.RawArray("q", slots),
+        final_sent=ctx.RawValue("q", -1),
+        connect=ctx.Event(),
+    )
     pipes: list[Connection] = []
     procs: list[Any] = []
     try:
@@ -162,7 +167,7 @@ def run_load(
             parent_end, child_end = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=worker_main,
-                args=(slot, spec, names, phase, counts, mins, final_sent, child_end),
+                args=(slot, spec, names, shared, child_end),
                 name=f"loadgen-{slot}",
                 daemon=True,
             )
@@ -170,9 +175,10 @@ def run_load(
             child_end.close()
             pipes.append(parent_end)
             procs.append(proc)
-        return _drive(spec, procs, pipes, phase, counts, final_sent, server_pid, on_joined, on_tick)
+        return _drive(spec, procs, pipes, shared, server_pid, on_joined, on_tick)
     finally:
-        phase.value = EXIT
+        shared.phase.value = EXIT
+        shared.connect.set()  # a worker still waiting to connect sees EXIT and ends
         for proc in procs:
             proc.join(5.0)
             if proc.is_alive():
@@ -217,15 +223,17 @@ def _drive(
     spec: LoadSpec,
     procs: list[Any],
     pipes: list[Connection],
-    phase: Any,
-    counts: Any,
-    final_sent: Any,
+    shared: Shared,
     server_pid: int | None,
     on_joined: Callable[[], None] | None,
     on_tick: Callable[[], None] | None,
 ) -> LoadResult:
+    """The phases of one run (see :mod:`harness.bench.loadgen`), and its figures."""
+    phase, counts = shared.phase, shared.counts
+    _collect(pipes, procs, Ready, spec.connect_timeout)
+    shared.connect.set()
     joined = _collect(pipes, procs, Joined, spec.connect_timeout + 10.0).values()
-    # From the first connect to the last OK, read in the workers: the time to start them is not in it.
+    # From the first connect to the last OK, read in the workers (one monotonic clock for all processes).
     connect_s = max(j.ended for j in joined) - min(j.began for j in joined)
     if on_joined is not None:
         on_joined()
@@ -243,7 +251,7 @@ def _drive(
     phase.value = STOP
     results = _collect(pipes, procs, Figures, spec.drain_timeout + spec.connect_timeout)
     cpu = CpuWindow.from_use(use(a, b))
-    sent = max(0, final_sent.value)
+    sent = max(0, shared.final_sent.value)
     figures = [results[slot] for slot in sorted(results)]
     latencies: array[float] | None = None
     if spec.parse:

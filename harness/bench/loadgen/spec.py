@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 # -- phases (the shared ``phase`` integer) ----------------------------------------
 SETUP, GO, STOP, EXIT = 0, 1, 2, 3
@@ -84,6 +84,12 @@ class LoadSpec:
 # -- what a worker tells the parent, through its pipe -------------------------------------
 
 
+class Ready(NamedTuple):
+    """The worker has started, and waits for the word to connect."""
+
+    slot: int
+
+
 class Joined(NamedTuple):
     """Every member of the worker has joined."""
 
@@ -121,5 +127,16 @@ class Failed(NamedTuple):
     error: str
 
 
-Report = Joined | Started | Figures | Failed
-R = TypeVar("R", Joined, Started, Figures)
+Report = Ready | Joined | Started | Figures | Failed
+R = TypeVar("R", Ready, Joined, Started, Figures)
+
+
+class Shared(NamedTuple):
+    """What the parent and all its workers share in shared memory (single-writer slots, read without a
+    lock: see :mod:`harness.bench.loadgen`)."""
+
+    phase: Any  #: ``RawValue("i")``: SETUP, GO, STOP or EXIT, written by the parent
+    counts: Any  #: ``RawArray("q")``: lines counted after the marker, per worker
+    mins: Any  #: ``RawArray("q")``: the count of each worker's slowest member
+    final_sent: Any  #: ``RawValue("q")``: messages sent in all, written once the publishers stop (-1 before)
+    connect: Any  #: ``Event``: set once every worker is ready, so that all start connecting at once

@@ -12,7 +12,6 @@ import time
 import traceback
 from array import array
 from multiprocessing.connection import Connection
-from typing import Any
 
 from chat import protocol
 from harness.bench.loadgen.spec import (
@@ -26,6 +25,8 @@ from harness.bench.loadgen.spec import (
     Joined,
     LoadError,
     LoadSpec,
+    Ready,
+    Shared,
     Started,
 )
 from harness.record.payload import PAYLOAD_BYTES_PATTERN, due_text, payload_template
@@ -156,24 +157,15 @@ def _read_until(
 class _Worker:
     """The body of one worker process: its members, its poll loop, its figures."""
 
-    def __init__(
-        self,
-        slot: int,
-        spec: LoadSpec,
-        names: list[str],
-        phase: Any,
-        counts: Any,
-        mins: Any,
-        final_sent: Any,
-        pipe: Connection,
-    ) -> None:
+    def __init__(self, slot: int, spec: LoadSpec, names: list[str], shared: Shared, pipe: Connection) -> None:
         self.slot = slot
         self.spec = spec
         self.names = names
-        self.phase = phase
-        self.counts = counts
-        self.mins = mins
-        self.final_sent = final_sent
+        self.phase = shared.phase
+        self.counts = shared.counts
+        self.mins = shared.mins
+        self.final_sent = shared.final_sent
+        self.connect = shared.connect
         self.pipe = pipe
         self.is_publisher = slot == 0
         self.members: list[_Member] = []
@@ -344,6 +336,11 @@ class _Worker:
     # -- the phases -----------------------------------------------------------------
     def run(self) -> None:
         self.publish_counts()
+        self.pipe.send(Ready(self.slot))
+        # Every worker starts connecting at the same moment, so that the run's connect_s measures the
+        # joins, not how long each process took to start.
+        if not self.connect.wait(self.spec.connect_timeout) or self.phase.value >= EXIT:
+            return
         began = time.monotonic()
         self.connect_all()
         self.publish_counts()
@@ -529,18 +526,9 @@ def _set_lowat(sock: socket.socket, nbytes: int) -> None:
         log.debug("SO_RCVLOWAT %d: %s", nbytes, exc)
 
 
-def worker_main(
-    slot: int,
-    spec: LoadSpec,
-    names: list[str],
-    phase: Any,
-    counts: Any,
-    mins: Any,
-    final_sent: Any,
-    pipe: Connection,
-) -> None:
+def worker_main(slot: int, spec: LoadSpec, names: list[str], shared: Shared, pipe: Connection) -> None:
     """The entry point of a worker process: run, and report any failure as one message."""
-    worker = _Worker(slot, spec, names, phase, counts, mins, final_sent, pipe)
+    worker = _Worker(slot, spec, names, shared, pipe)
     try:
         worker.run()
     except LoadError as exc:
