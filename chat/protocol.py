@@ -480,6 +480,31 @@ def encode_client_line(text: str) -> bytes:
     return (text + "\n").encode(ENCODING)
 
 
+# -- bulk scanning of received bytes: the load generator ----------------------
+#
+# A receiver that checks millions of lines per second cannot afford an event
+# object per line. It hands a whole block of received lines to one compiled
+# regex instead; the grammar of the lines it looks for is written here, beside
+# the parser it must agree with.
+
+
+def broadcast_scanner(text_pattern: bytes) -> re.Pattern[bytes]:
+    """A regex that finds, in a block of complete server lines, the broadcasts that move the seq.
+
+    It matches a ``MSG`` line whose text starts with ``text_pattern`` (the seq
+    optional, as :func:`parse_server_line` accepts it), and a numbered ``JOIN``
+    or ``LEAVE`` (these take seqs too, so a check of consecutive seqs must see
+    them). Any other line is skipped. ``scanner.findall(block)`` gives one tuple
+    per matching line: ``(msg_seq, *text_groups, event_seq)``, where a ``MSG``
+    has an empty ``event_seq`` (and an empty ``msg_seq`` when unnumbered), and a
+    ``JOIN`` or ``LEAVE`` has only ``event_seq``. The fields are bytes, as received.
+    """
+    return re.compile(
+        rb"^(?:MSG (?:(\d+) )?\S+ " + text_pattern + rb"|(?:JOIN|LEAVE) (\d+) )",
+        re.MULTILINE,
+    )
+
+
 # -- framing ------------------------------------------------------------------
 
 

@@ -1,14 +1,15 @@
 """``python -m harness.bugrate``: how reliably the harness catches each catalogued bug (a benchmark).
 
-Not a test: it runs many swarms and reports rates. The bar (issue 5) is that
-every bug of :mod:`chat.unsafe` is detected in at least 19 of 20 runs of at
-most 10 s each, and that the safe server shows 0 violations in 100 runs of
+Not a test: it runs many swarms and reports rates. The bar is that every bug
+of the catalogue (:mod:`chat.unsafe`) is detected in at least 19 of 20 runs of
+at most 10 s each, and that the safe server shows 0 violations in 100 runs of
 every scenario. docs/bugs.md holds the measured figures and the command.
 
-Each run is one ``python -m harness.swarm`` subprocess with a fresh random
-seed (printed, so that any miss can be replayed with ``--seed``). Results are
-appended to ``--out`` as JSON Lines as they arrive, so a long measurement
-that is interrupted keeps what it measured.
+Each run is one ``python -m harness.swarm`` subprocess
+(:mod:`harness.swarm.invoke`) with a fresh random seed (printed, so that any
+miss can be replayed with ``--seed``). Results are appended to ``--out`` as
+JSON Lines as they arrive, so a long measurement that is interrupted keeps
+what it measured.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -24,19 +26,33 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.table import Table
 
 from chat import cli
-from harness.demo.cli import DEFAULT_CLIENTS, DEFAULT_DURATION, RunOutcome, outcome_dict, run_swarm
+from harness.checker import Verdict
+from harness.swarm.invoke import EXPOSING_CLIENTS, EXPOSING_DURATION, SAFE, SwarmOutcome, SwarmSpec, run_swarm
+from harness.swarm.scenarios import SCENARIOS
 
 PROG = "python -m harness.bugrate"
-SCENARIOS = ("chat", "churn", "name-race", "slow", "burst", "mixed")
 #: The bar: detected in at least this share of runs, runs no longer than this.
 BAR_RATE = 19 / 20
 BAR_MAX_DURATION = 10.0
+#: Table width when stdout is not a terminal (rich would assume 80 columns).
 WIDE = 160
+
+
+class Job(NamedTuple):
+    """One swarm run to do: against ``bug``'s server (None: the safe one) in ``scenario``."""
+
+    bug: str | None
+    scenario: str
+
+    @property
+    def server(self) -> str:
+        return self.bug or SAFE
 
 
 @dataclass
@@ -55,29 +71,31 @@ class Tally:
     detected_after: list[float] = field(default_factory=list)
     missed_seeds: list[int] = field(default_factory=list)
 
-    def add(self, out: RunOutcome, seed: int) -> None:
+    @property
+    def is_safe(self) -> bool:
+        return self.server == SAFE
+
+    def add(self, out: SwarmOutcome, seed: int) -> None:
         self.runs += 1
         self.violations += sum(out.checks.values())
-        self.checks.update(k for k, v in out.checks.items() if v)
-        if out.verdict == "FAIL":
+        self.checks.update(out.checks.keys())  # runs in which each check fired
+        if out.verdict is Verdict.FAIL:
             self.caught += 1
-        elif out.verdict == "PASS":
+        elif out.verdict is Verdict.PASS:
             self.clean += 1
-        elif out.verdict == "UNKNOWN":
+        elif out.verdict is Verdict.UNKNOWN:
             self.unknown += 1
         else:
             self.errors += 1
-        if out.detected_after is not None:
-            self.detected_after.append(out.detected_after)
-        if self.server != "safe" and out.verdict != "FAIL" or self.server == "safe" and out.verdict == "FAIL":
+        if out.detection is not None:
+            self.detected_after.append(out.detection.after)
+        # A miss: a bug that went unseen, or the safe server failing.
+        if out.is_caught == self.is_safe:
             self.missed_seeds.append(seed)
 
-
-def _median(xs: Sequence[float]) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[len(s) // 2]
+    @property
+    def median_detection(self) -> float | None:
+        return statistics.median(self.detected_after) if self.detected_after else None
 
 
 def bug_table(tallies: Sequence[Tally]) -> Table:
@@ -96,7 +114,7 @@ def bug_table(tallies: Sequence[Tally]) -> Table:
     for x in tallies:
         rate = x.caught / x.runs if x.runs else 0.0
         ok = "[green]met[/]" if rate >= BAR_RATE else "[red]missed[/]"
-        med = _median(x.detected_after)
+        med = x.median_detection
         checks = ", ".join(f"{k} {n}" for k, n in x.checks.most_common())
         missed = ", ".join(f"seed {s}" for s in x.missed_seeds[:5]) or "-"
         t.add_row(
@@ -132,7 +150,7 @@ def safe_table(tallies: Sequence[Tally]) -> Table:
 
 
 def measure(
-    jobs: list[tuple[str | None, str]],
+    jobs: list[Job],
     *,
     clients: int,
     duration: float,
@@ -140,38 +158,33 @@ def measure(
     detect: bool,
     out_path: Path | None,
     progress: Callable[[str], None],
-) -> dict[tuple[str, str], Tally]:
-    """Run every ``(bug or None, scenario)`` job once; tally by (server, scenario)."""
-    tallies: dict[tuple[str, str], Tally] = {}
-    for bug, scenario in jobs:
-        key = (bug or "safe", scenario)
-        tallies.setdefault(key, Tally(*key))
+) -> dict[Job, Tally]:
+    """Run every job once, ``parallel`` at a time; tally them by job (server and scenario)."""
+    tallies = {job: Tally(job.server, job.scenario) for job in jobs}
     rng = random.Random()
 
-    def one(job: tuple[str | None, str]) -> tuple[str | None, str, int, RunOutcome]:
-        bug, scenario = job
+    def one(job: Job) -> tuple[int, SwarmOutcome]:
         seed = rng.randrange(1 << 30)
         with tempfile.TemporaryDirectory(prefix="chat-bugrate-") as tmp:
-            out = run_swarm(
-                scenario=scenario,
+            spec = SwarmSpec(
                 clients=clients,
                 duration=duration,
+                scenario=job.scenario,
                 seed=seed,
-                bug=bug,
-                record_dir=Path(tmp) / "run" if detect and bug else None,
-                detect=detect,
+                bug=job.bug,
+                record_dir=Path(tmp) / "run" if detect and job.bug else None,
             )
-        return bug, scenario, seed, out
+            return seed, run_swarm(spec, detect=detect)
 
     done = 0
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        for bug, scenario, seed, out in pool.map(one, jobs):
+        for job, (seed, out) in zip(jobs, pool.map(one, jobs), strict=True):
             done += 1
-            tallies[(bug or "safe", scenario)].add(out, seed)
-            progress(f"[{done}/{len(jobs)}] {bug or 'safe'} {scenario} seed {seed}: {out.line}")
+            tallies[job].add(out, seed)
+            progress(f"[{done}/{len(jobs)}] {job.server} {job.scenario} seed {seed}: {out.line}")
             if out_path is not None:
                 with out_path.open("a") as f:
-                    f.write(json.dumps({"seed": seed, **outcome_dict(out)}) + "\n")
+                    f.write(json.dumps({"seed": seed, **out.as_dict()}) + "\n")
     return tallies
 
 
@@ -197,12 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scenarios of the safe runs, comma-separated (default: all)",
     )
     p.add_argument(
-        "--clients", type=cli.positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
+        "--clients", type=cli.positive_int, default=EXPOSING_CLIENTS, help="bots (default: %(default)s)"
     )
     p.add_argument(
         "--duration",
         type=cli.seconds_at_most(600),
-        default=DEFAULT_DURATION,
+        default=EXPOSING_DURATION,
         help="seconds of chat per run (default: %(default)s)",
     )
     p.add_argument(
@@ -231,11 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"{PROG}: --jobs must be at least 1", file=sys.stderr)
         return 2
-    jobs: list[tuple[str | None, str]] = []
+    jobs: list[Job] = []
     for _ in range(args.runs):  # interleaved, so that a drift of the machine hits every bug alike
-        jobs += [(b, BUGS[b].scenario) for b in bugs]
+        jobs += [Job(b, BUGS[b].scenario) for b in bugs]
     for _ in range(args.safe_runs):
-        jobs += [(None, s) for s in scenarios]
+        jobs += [Job(None, s) for s in scenarios]
     err = Console(stderr=True)
     out = Console() if sys.stdout.isatty() else Console(width=WIDE)
     started = time.monotonic()
@@ -257,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 1
-    bug_tallies = [t for (srv, _), t in tallies.items() if srv != "safe"]
-    safe_tallies = [t for (srv, _), t in tallies.items() if srv == "safe"]
+    bug_tallies = [t for t in tallies.values() if not t.is_safe]
+    safe_tallies = [t for t in tallies.values() if t.is_safe]
     met = all(t.runs and t.caught / t.runs >= BAR_RATE for t in bug_tallies)
     met = met and args.duration <= BAR_MAX_DURATION
     clean = all(t.violations == 0 and t.clean + t.unknown == t.runs for t in safe_tallies)
@@ -273,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "runs": t.runs,
                     "caught": t.caught,
                     "checks": dict(t.checks),
-                    "median_detection_s": _median(t.detected_after),
+                    "median_detection_s": t.median_detection,
                     "missed_seeds": t.missed_seeds,
                 }
                 for t in bug_tallies

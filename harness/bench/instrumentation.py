@@ -1,4 +1,4 @@
-"""``python -m harness.bench_instrumentation``: what the instrumented lock costs per critical section.
+"""``python -m harness.bench.instrumentation``: what the instrumented lock costs per critical section.
 
 A micro-benchmark, in one process, with no sockets: the end-to-end figure
 (server throughput with and without ``--metrics-port``) is the
@@ -29,7 +29,7 @@ from chat.delivery import BatchedOutbox
 from chat.lockstat import InstrumentedLock, SupportsLock
 from chat.room import Connection, Room
 
-PROG = "python -m harness.bench_instrumentation"
+PROG = "python -m harness.bench.instrumentation"
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,10 @@ so, and the safe server's result. Exit code 0 when every bug was caught and
 the safe server was clean; 1 otherwise; 2 for a usage error.
 
 Each run is a ``python -m harness.swarm`` subprocess (it starts its own server
-and judges the histories); the demo only orchestrates and reads the run
-record. *Time to first detection* is found after the run, without any clock
-in the checker: the recorded histories are cut at a time T and judged as if
-the run had ended then; the smallest T at which the checker already reports a
-violation (to :data:`RESOLUTION`) is the figure. A correct server's prefixes
-are as clean as its whole run, which is what makes the figure fair.
+and judges the histories), run by :mod:`harness.swarm.invoke`; the demo only
+orchestrates and shows. *Time to first detection* is read from each caught
+run's record afterwards, without any clock in the checker
+(:func:`harness.swarm.invoke.detection_in_record` says how).
 """
 
 from __future__ import annotations
@@ -21,227 +19,28 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
 
 from chat import cli
-from harness.record.history import ClientHistory
+from harness.swarm.invoke import EXPOSING_CLIENTS, EXPOSING_DURATION, SAFE, SwarmOutcome, SwarmSpec, run_swarm
 
 PROG = "python -m harness.demo"
-#: The contract's exposing run: a 30-bot, 8 s ``mixed`` swarm.
-DEFAULT_CLIENTS = 30
-DEFAULT_DURATION = 8.0
-#: Precision of the time-to-first-detection search, in seconds.
-RESOLUTION = 0.05
-#: A swarm run of ``duration`` seconds ends within this much more (joins,
-#: drain, quit, judging), or it is killed and counted as an error.
-RUN_OVERHEAD = 90.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: Table width when stdout is not a terminal (rich would assume 80 columns).
 WIDE = 160
-SAFE = "safe"
 
 
 def _bugs() -> dict[str, Any]:
     from chat.bugs import BUGS
 
     return BUGS
-
-
-# -- one swarm run -------------------------------------------------------------------
-
-
-@dataclass
-class RunOutcome:
-    """One swarm run, as the demo and the bug-rate benchmark see it."""
-
-    server: str
-    """The bug injected, or ``safe``."""
-    scenario: str
-    exit_code: int
-    verdict: str
-    """``PASS``, ``FAIL``, ``UNKNOWN``, or ``ERROR`` when the swarm itself failed."""
-    line: str
-    """The swarm's one-line summary (or the error)."""
-    checks: dict[str, int] = field(default_factory=dict)
-    """Violations per check, only those that fired."""
-    first_witness: str = ""
-    first_check: str = ""
-    detected_after: float | None = None
-    """Seconds from the first connect to the shortest prefix of the run that already fails."""
-    seconds: float = 0.0
-    """Wall time of the whole swarm run."""
-    record: Path | None = None
-
-    @property
-    def is_caught(self) -> bool:
-        return self.verdict == "FAIL"
-
-    @property
-    def is_clean(self) -> bool:
-        return self.verdict == "PASS"
-
-
-def swarm_command(
-    *,
-    scenario: str,
-    clients: int,
-    duration: float,
-    seed: int,
-    bug: str | None,
-    record_dir: Path | None,
-    extra: Sequence[str] = (),
-) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "harness.swarm",
-        "--scenario",
-        scenario,
-        "--clients",
-        str(clients),
-        "--duration",
-        f"{duration:g}",
-        "--seed",
-        str(seed),
-        "--no-dashboard",
-        "--json",
-    ]
-    cmd += ["--record", str(record_dir)] if record_dir is not None else ["--no-record"]
-    if bug is not None:
-        cmd.append(f"--server-arg=--unsafe {bug}")
-    cmd += list(extra)
-    return cmd
-
-
-def run_swarm(
-    *,
-    scenario: str,
-    clients: int,
-    duration: float,
-    seed: int,
-    bug: str | None,
-    record_dir: Path | None = None,
-    detect: bool = True,
-    extra: Sequence[str] = (),
-) -> RunOutcome:
-    """Run one swarm to its end and read its verdict (and, with ``detect``, when it first failed)."""
-    cmd = swarm_command(
-        scenario=scenario,
-        clients=clients,
-        duration=duration,
-        seed=seed,
-        bug=bug,
-        record_dir=record_dir,
-        extra=extra,
-    )
-    server = bug or SAFE
-    started = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + RUN_OVERHEAD)
-    except subprocess.TimeoutExpired:
-        return RunOutcome(server, scenario, -1, "ERROR", "the swarm did not end in time", seconds=duration)
-    elapsed = time.monotonic() - started
-    try:
-        doc = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return RunOutcome(server, scenario, proc.returncode, "ERROR", tail, seconds=elapsed)
-    out = RunOutcome(
-        server=server,
-        scenario=scenario,
-        exit_code=proc.returncode,
-        verdict=str(doc.get("verdict", "ERROR")),
-        line=str(doc.get("summary", "")),
-        checks={k: int(v) for k, v in dict(doc.get("checks", {})).items() if v},
-        seconds=elapsed,
-        record=record_dir,
-    )
-    violations = doc.get("violations") or []
-    if violations:
-        out.first_check = str(violations[0].get("check", ""))
-        out.first_witness = str(violations[0].get("message", ""))
-    if detect and out.is_caught and record_dir is not None:
-        found = detection_from_record(record_dir)
-        if found is not None:
-            out.detected_after, out.first_check, out.first_witness = found
-    return out
-
-
-# -- time to first detection ------------------------------------------------------------------
-
-
-def prefix(histories: Sequence[ClientHistory], cut: float) -> list[ClientHistory]:
-    """The histories as they stood at wall-clock time ``cut``."""
-    out = []
-    for h in histories:
-        events = [e for e in h.events if e.t <= cut]
-        if events:
-            out.append(ClientHistory(h.client, h.bot, h.role, events))
-    return out
-
-
-def first_detection(
-    histories: Sequence[ClientHistory],
-    judge: Callable[[list[ClientHistory], float], tuple[str, str] | None],
-    *,
-    resolution: float = RESOLUTION,
-) -> tuple[float, str, str] | None:
-    """``(seconds after the first event, check, witness)`` of the shortest failing prefix, or None.
-
-    ``judge(prefix, cut)`` returns the first violation's check and message, or
-    None when that prefix passes. Assumes that a failing prefix stays failing
-    when it grows (a witness stays a witness), so a bisection finds the edge.
-    """
-    times = [e.t for h in histories for e in h.events]
-    if not times:
-        return None
-    lo, hi = min(times), max(times)
-    found = judge(list(histories), hi)
-    if found is None:
-        return None
-    lo_t = lo
-    while hi - lo_t > resolution:
-        mid = (lo_t + hi) / 2
-        got = judge(prefix(histories, mid), mid)
-        if got is None:
-            lo_t = mid
-        else:
-            hi, found = mid, got
-    return hi - lo, found[0], found[1]
-
-
-def detection_from_record(record_dir: Path) -> tuple[float, str, str] | None:
-    from harness.checker import CheckConfig, check_all
-    from harness.record.store import load_run
-
-    histories, _summary, meta = load_run(record_dir)
-    settings = dict(meta.get("settings") or {})
-    contested = frozenset(str(n) for n in meta.get("contested_names") or ())
-
-    def judge(hs: list[ClientHistory], cut: float) -> tuple[str, str] | None:
-        config = CheckConfig(
-            handshake_bound=float(settings.get("handshake_bound", 5.0)),
-            delivery_bound=float(settings.get("delivery_bound", 5.0)),
-            contested_names=contested,
-            run_end=cut,
-        )
-        report = check_all(hs, config)
-        if report.passed() or not report.violations:
-            return None
-        first = report.violations[0]
-        return first.check, first.message
-
-    return first_detection(histories, judge)
 
 
 # -- the table -----------------------------------------------------------------------------
@@ -253,16 +52,28 @@ def _checks_text(checks: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(checks.items(), key=lambda kv: -kv[1]))
 
 
-def _safe_text(out: RunOutcome | None) -> str:
+def _safe_text(out: SwarmOutcome | None) -> str:
     if out is None:
         return "-"
     if out.is_clean:
         return "[green]PASS[/] 0 violations"
-    return f"[red]{out.verdict}[/] {out.line}"
+    return f"[red]{out.verdict_text}[/] {out.line}"
 
 
-def demo_table(rows: Sequence[tuple[RunOutcome, RunOutcome | None]]) -> Table:
-    """One row per bug: (the unsafe run, the safe run of the same scenario)."""
+def _witness_text(out: SwarmOutcome) -> str:
+    witness = out.first_witness
+    return f"{witness.check}: {witness.message}" if witness and witness.message else out.line
+
+
+class DemoRow(NamedTuple):
+    """One bug: its exposing run, and the safe server's run of the same scenario (None if it did not run)."""
+
+    unsafe: SwarmOutcome
+    safe: SwarmOutcome | None
+
+
+def demo_table(rows: Sequence[DemoRow]) -> Table:
+    """One row per bug: what its run caught, and the safe server's result in the same scenario."""
     table = Table(title="Injected bugs and what the harness saw", expand=True)
     table.add_column("bug", no_wrap=True)
     table.add_column("caught", no_wrap=True)
@@ -271,10 +82,10 @@ def demo_table(rows: Sequence[tuple[RunOutcome, RunOutcome | None]]) -> Table:
     table.add_column("detected after", justify="right", no_wrap=True)
     table.add_column("safe server", ratio=2, overflow="fold")
     for bad, safe in rows:
-        caught = "[green]yes[/]" if bad.is_caught else f"[red]no ({bad.verdict})[/]"
-        witness = f"{bad.first_check}: {bad.first_witness}" if bad.first_witness else bad.line
-        after = f"{bad.detected_after:.2f} s" if bad.detected_after is not None else "-"
-        table.add_row(bad.server, caught, _checks_text(bad.checks), witness, after, _safe_text(safe))
+        caught = "[green]yes[/]" if bad.is_caught else f"[red]no ({bad.verdict_text})[/]"
+        after = f"{bad.detection.after:.2f} s" if bad.detection is not None else "-"
+        row = (_checks_text(bad.checks), _witness_text(bad), after, _safe_text(safe))
+        table.add_row(bad.spec.server, caught, *row)
     return table
 
 
@@ -290,12 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bugs", nargs="*", metavar="BUG", help="bugs to show (default: all); see docs/bugs.md")
     p.add_argument(
-        "--clients", type=cli.positive_int, default=DEFAULT_CLIENTS, help="bots (default: %(default)s)"
+        "--clients", type=cli.positive_int, default=EXPOSING_CLIENTS, help="bots (default: %(default)s)"
     )
     p.add_argument(
         "--duration",
         type=cli.seconds_at_most(600),
-        default=DEFAULT_DURATION,
+        default=EXPOSING_DURATION,
         help="seconds of chat (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=None, help="scenario seed for every run (default: random)")
@@ -322,52 +133,24 @@ def run_demo(
     seed: int,
     root: Path,
     progress: Callable[[str], None],
-) -> list[tuple[RunOutcome, RunOutcome | None]]:
+) -> list[DemoRow]:
     """Each bug's exposing run, then one safe run per scenario used (same seed and size)."""
-    catalogue = _bugs()
-    unsafe: list[RunOutcome] = []
-    for name in bugs:
-        scenario = catalogue[name].scenario
+    scenario_of = {name: _bugs()[name].scenario for name in bugs}
+
+    def spec(scenario: str, bug: str | None, record: str) -> SwarmSpec:
+        return SwarmSpec(clients, duration, scenario=scenario, seed=seed, bug=bug, record_dir=root / record)
+
+    unsafe: dict[str, SwarmOutcome] = {}
+    for name, scenario in scenario_of.items():
         progress(f"{name}: {scenario} swarm against chat.server --unsafe {name} ...")
-        out = run_swarm(
-            scenario=scenario,
-            clients=clients,
-            duration=duration,
-            seed=seed,
-            bug=name,
-            record_dir=root / name,
-        )
-        progress(f"{name}: {out.line}")
-        unsafe.append(out)
-    safe: dict[str, RunOutcome] = {}
-    for scenario in dict.fromkeys(o.scenario for o in unsafe):
+        unsafe[name] = run_swarm(spec(scenario, name, name), detect=True)
+        progress(f"{name}: {unsafe[name].line}")
+    safe: dict[str, SwarmOutcome] = {}
+    for scenario in dict.fromkeys(scenario_of.values()):
         progress(f"safe server: {scenario} swarm ...")
-        safe[scenario] = run_swarm(
-            scenario=scenario,
-            clients=clients,
-            duration=duration,
-            seed=seed,
-            bug=None,
-            record_dir=root / f"{SAFE}-{scenario}",
-            detect=False,
-        )
+        safe[scenario] = run_swarm(spec(scenario, None, f"{SAFE}-{scenario}"))
         progress(f"safe server: {safe[scenario].line}")
-    return [(o, safe.get(o.scenario)) for o in unsafe]
-
-
-def outcome_dict(o: RunOutcome) -> dict[str, object]:
-    return {
-        "server": o.server,
-        "scenario": o.scenario,
-        "verdict": o.verdict,
-        "exit_code": o.exit_code,
-        "summary": o.line,
-        "checks": o.checks,
-        "first_check": o.first_check,
-        "first_witness": o.first_witness,
-        "detected_after_s": o.detected_after,
-        "seconds": round(o.seconds, 2),
-    }
+    return [DemoRow(out, safe.get(scenario_of[name])) for name, out in unsafe.items()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -408,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": seed,
             "clients": args.clients,
             "duration": args.duration,
-            "rows": [{"unsafe": outcome_dict(b), "safe": outcome_dict(s) if s else None} for b, s in rows],
+            "rows": [{"unsafe": b.as_dict(), "safe": s.as_dict() if s else None} for b, s in rows],
         }
         print(json.dumps(doc, indent=2))
     else:

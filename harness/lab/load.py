@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 from chat import protocol
 from harness.common.metrics_scrape import LockSample, MetricsSnapshot
-from harness.lab import core as lab
+from harness.common.procstat import cpu_seconds
+from harness.lab.frames import RunFrames
+from harness.lab.locks import lock_histogram, locks_frame, scrape_metrics
+from harness.lab.servers import chat_server
+from harness.lab.swarms import SwarmRun, run_swarm
 from harness.record.history import Received
 from harness.swarm.run import START_AHEAD
 
@@ -52,8 +55,10 @@ REGISTRY = "registry"
 
 def server_cpu_seconds(pid: int) -> float:
     """User plus system CPU seconds the process ``pid`` has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    seconds = cpu_seconds(pid)
+    if seconds is None:
+        raise ProcessLookupError(f"no process {pid}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class LoadPoint:
     design: str
     clients: int
     rate: float
-    run: lab.SwarmRun
+    run: SwarmRun
     before: MetricsSnapshot
     """The server's metrics just before the swarm started."""
     after: MetricsSnapshot
@@ -100,7 +105,7 @@ class LoadPoint:
 
     def locks(self) -> pd.DataFrame:
         """:func:`harness.lab.locks_frame` over this run only (the lock and each critical section)."""
-        return lab.locks_frame(self.after, since=self.before)
+        return locks_frame(self.after, since=self.before)
 
     def hold_seconds(self, site: str = "", lock: str = REGISTRY) -> float:
         """Total seconds the lock was held during this run (the hold histogram's sum)."""
@@ -144,13 +149,13 @@ def run_sweep(
     points: list[LoadPoint] = []
     for design in designs:
         server_args = ("--delivery", design, "--max-clients", str(max_clients))
-        with lab.chat_server(*server_args, metrics=True) as srv:
+        with chat_server(*server_args, metrics=True) as srv:
             if srv.metrics_url is None:
                 raise RuntimeError("the server announced no metrics URL")
             for n in clients:
-                before = lab.scrape_metrics(srv.metrics_url)
+                before = scrape_metrics(srv.metrics_url)
                 cpu_before = server_cpu_seconds(srv.pid)
-                run = lab.run_swarm(
+                run = run_swarm(
                     root / f"{design}-{n}",
                     clients=n,
                     duration=duration,
@@ -165,7 +170,7 @@ def run_sweep(
                     ],
                 )
                 cpu_after = server_cpu_seconds(srv.pid)
-                after = lab.scrape_metrics(srv.metrics_url)
+                after = scrape_metrics(srv.metrics_url)
                 points.append(LoadPoint(design, n, rate, run, before, after, cpu_after - cpu_before))
     return points
 
@@ -242,7 +247,7 @@ def histograms_frame(
     parts = []
     for p in points:
         try:
-            bars = lab.lock_histogram(p.after, kind, site=site, lock=lock, since=p.before)
+            bars = lock_histogram(p.after, kind, site=site, lock=lock, since=p.before)
         except KeyError:
             continue  # this server never entered that section
         total = float(bars["count"].sum())
@@ -271,7 +276,7 @@ def run_slow_consumer(
     max_backlog: int = 200,
     delivery_bound: float = 1.5,
     seed: int = 1,
-) -> lab.SwarmRun:
+) -> SwarmRun:
     """The ``slow`` scenario against the swarm's own server: a fifth of the bots (one, below 10) stop reading.
 
     The slow bot joins with a small receive buffer and reads nothing for the
@@ -284,7 +289,7 @@ def run_slow_consumer(
     takes longer to arrive is a liveness violation. ``bug`` is an ``--unsafe``
     mode, or None for the safe server; everything else is the same for both.
     """
-    return lab.run_swarm(
+    return run_swarm(
         record_dir,
         scenario="slow",
         clients=clients,
@@ -303,7 +308,7 @@ def run_slow_consumer(
     )
 
 
-def others_deliveries(frames: lab.RunFrames, role: str = "slow") -> pd.DataFrame:
+def others_deliveries(frames: RunFrames, role: str = "slow") -> pd.DataFrame:
     """The deliveries received by everyone *but* the members with ``role``, with ``due_s`` added.
 
     ``due_s`` is when the message was due to be sent, in seconds from the
@@ -340,7 +345,7 @@ def latency_bins(deliveries: pd.DataFrame, bin_s: float = 0.25, by: str = "due_s
     return out.reset_index(drop=True)[columns]
 
 
-def slow_drops(frames: lab.RunFrames) -> pd.DataFrame:
+def slow_drops(frames: RunFrames) -> pd.DataFrame:
     """Members the server dropped as slow: the first ``LEAVE <seq> <name> slow`` anyone received.
 
     Columns: s (seconds from the record's first event), seq, name, and

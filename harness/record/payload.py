@@ -44,6 +44,27 @@ def payload_head(bot: str) -> str:
     return f"b={bot} n="
 
 
+#: Digits of the counter in :func:`payload_template`: zero-padded to a fixed width, so that every
+#: message of a writer has the same length (the load generator's messages are exactly 64 bytes).
+COUNTER_DIGITS = 10
+
+
+def payload_template(bot: str, pad: int = 0) -> bytes:
+    """The payload of ``bot`` as a bytes %-template, for writers that format millions of messages.
+
+    ``template % (n, due_text(due))`` is :func:`encode_payload`'s text with the
+    counter zero-padded to :data:`COUNTER_DIGITS` digits, which every reader accepts.
+    """
+    head = payload_head(bot).replace("%", "%%")
+    template = f"{head}%0{COUNTER_DIGITS}d t=%s".encode()
+    return template + (b" " + b"x" * pad if pad > 0 else b"")
+
+
+def due_text(due: float) -> bytes:
+    """A due time as the payload writes it (the ``t=`` field of :func:`payload_template`)."""
+    return b"%.*f" % (DUE_DECIMALS, due)
+
+
 def decode_payload(text: str) -> Payload | None:
     """The fields of a payload; None when ``text`` is not one (a person's chat, another client's)."""
     m = _PAYLOAD_RE.match(text)

@@ -1,0 +1,542 @@
+"""One worker process of the load generator: its members, its poll loop, the publishers' sends.
+
+See :mod:`harness.bench.loadgen` for how a run goes and why members count lines instead of parsing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import time
+import traceback
+from array import array
+from multiprocessing.connection import Connection
+
+from chat import protocol
+from harness.bench.loadgen.spec import (
+    EXIT,
+    GO,
+    MARKER_TEXT,
+    MAX_WITNESSES,
+    SETUP,
+    Failed,
+    Figures,
+    Joined,
+    LoadError,
+    LoadSpec,
+    Ready,
+    Shared,
+    Started,
+)
+from harness.record.payload import PAYLOAD_BYTES_PATTERN, due_text, payload_template
+
+log = logging.getLogger(__name__)
+
+#: One receive: large, so that a worker that falls behind takes many lines per syscall and catches up.
+RECV_SIZE = 1 << 18
+#: The sample member of a counting worker parses at least this share of its lines.
+SAMPLE_SHARE = 0.05
+#: ... and always its first lines, so short runs still check something.
+SAMPLE_FIRST = 2000
+#: How long a worker's poll waits when nothing happens: the bound on noticing a phase change.
+IDLE_POLL = 0.02
+#: A member short of the run's total that receives nothing for this long is missing those lines.
+DRAIN_IDLE = 5.0
+#: Saturation: the receive low-water mark in bytes (about 50 lines).
+RCVLOWAT = 4096
+#: Members a worker connects and joins at once (see ``_Worker.connect_all``).
+JOIN_WAVE = 50
+
+#: The lines a sample checks: a generator's MSG (its seq, if the server numbers them, then the payload's
+#: bot, counter and due time) or any other numbered broadcast (JOIN, LEAVE: they move the seq too).
+_SCANNER = protocol.broadcast_scanner(PAYLOAD_BYTES_PATTERN)
+
+
+class _Poller:
+    """``epoll`` where there is one, else ``poll``; timeouts in seconds."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._poll = None if self._epoll is not None else select.poll()
+
+    def register(self, fd: int) -> None:
+        if self._epoll is not None:
+            self._epoll.register(fd, select.EPOLLIN)
+        else:
+            assert self._poll is not None
+            self._poll.register(fd, select.POLLIN)
+
+    def unregister(self, fd: int) -> None:
+        if self._epoll is not None:
+            self._epoll.unregister(fd)
+        else:
+            assert self._poll is not None
+            self._poll.unregister(fd)
+
+    def poll(self, timeout: float) -> list[tuple[int, int]]:
+        if self._epoll is not None:
+            return self._epoll.poll(timeout)
+        assert self._poll is not None
+        return self._poll.poll(timeout * 1000)
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+
+
+class _Member:
+    """One connection of a worker, and what it has seen."""
+
+    __slots__ = (
+        "name",
+        "sock",
+        "fd",
+        "count",
+        "started",
+        "tail",
+        "closed",
+        "parses",
+        "sampled",
+        "contiguous",
+        "last_seq",
+        "last_n",
+        "floor",
+    )
+
+    def __init__(self, name: str, sock: socket.socket, parses: bool) -> None:
+        self.name = name
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.count = 0  # lines after the marker
+        self.started = False  # the marker has been seen
+        # Before the marker: the last bytes (the marker may straddle two recvs); after: a partial line.
+        self.tail = b""
+        self.closed = False
+        self.parses = parses
+        self.sampled = 0
+        self.contiguous = True  # every line since the last check was parsed
+        self.last_seq = -1
+        self.last_n: dict[bytes, int] = {}  # each sender's last counter, while every line was parsed
+        self.floor: dict[bytes, int] = {}  # each sender's last counter seen before a skipped chunk
+
+
+def _read_until(
+    sock: socket.socket, name: str, buf: bytes, want: type[protocol.Hello | protocol.Ok], deadline: float
+) -> bytes:
+    """Read the handshake's lines until the event ``want``; returns what follows it. Raises LoadError.
+
+    The rest is returned as bytes, unparsed: the members' broadcasts that follow are counted, not parsed.
+    """
+    what = want.__name__.upper()
+    while True:
+        while b"\n" in buf:
+            raw, _, buf = buf.partition(b"\n")
+            line = raw.rstrip(b"\r").decode(protocol.ENCODING, errors="replace")
+            try:
+                event = protocol.parse_server_line(line)
+            except protocol.RemoteProtocolError:
+                continue  # not a line of the handshake: e.g. a broadcast that came first
+            if isinstance(event, want):
+                return buf
+            if isinstance(event, protocol.Err):
+                raise LoadError(f"{name}: refused: {line}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LoadError(f"{name}: no {what} line within the connect timeout")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            raise LoadError(f"{name}: no {what} line within the connect timeout") from None
+        if not chunk:
+            raise LoadError(f"{name}: the server closed the connection during the handshake")
+        buf += chunk
+
+
+class _Worker:
+    """The body of one worker process: its members, its poll loop, its figures."""
+
+    def __init__(self, slot: int, spec: LoadSpec, names: list[str], shared: Shared, pipe: Connection) -> None:
+        self.slot = slot
+        self.spec = spec
+        self.names = names
+        self.phase = shared.phase
+        self.counts = shared.counts
+        self.mins = shared.mins
+        self.final_sent = shared.final_sent
+        self.connect = shared.connect
+        self.pipe = pipe
+        self.is_publisher = slot == 0
+        self.members: list[_Member] = []
+        self.by_fd: dict[int, _Member] = {}
+        self.poller = _Poller()
+        self.buf = bytearray(RECV_SIZE)
+        self.marker = spec.marker
+        self.violations = 0
+        self.witnesses: list[str] = []
+        self.latencies: array[float] = array("d")
+        self.parse_all = spec.parse and not self.is_publisher
+        # Saturation only: a socket is reported readable once this many bytes wait (SO_RCVLOWAT), so a
+        # worker takes dozens of lines per recv even from a server that sends one line per send. Well
+        # under the window's bytes, so the slowest member always becomes readable before the window
+        # closes; latency runs read every byte as soon as it lands.
+        self.lowat = (
+            min(RCVLOWAT, spec.window * 16)
+            if spec.kind == "saturate" and hasattr(socket, "SO_RCVLOWAT")
+            else 1
+        )
+
+    # -- setup ------------------------------------------------------------------------
+    def connect_all(self) -> None:
+        """Connect and join every member, :data:`JOIN_WAVE` at a time.
+
+        A wave's name lines reach the server together, so its JOINs are broadcast close together and
+        every member's writer wakes once per wave rather than once per join: joining 1000 members
+        one by one wakes writer threads about half a million times.
+        """
+        deadline = time.monotonic() + self.spec.connect_timeout
+        for start in range(0, len(self.names), JOIN_WAVE):
+            wave = self.names[start : start + JOIN_WAVE]
+            socks: list[tuple[str, socket.socket, bytes]] = []
+            for name in wave:
+                try:
+                    sock = socket.create_connection(
+                        (self.spec.host, self.spec.port), timeout=self.spec.connect_timeout
+                    )
+                except OSError as exc:
+                    raise LoadError(
+                        f"{name}: cannot connect to {self.spec.host}:{self.spec.port}: {exc}"
+                    ) from None
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                socks.append((name, sock, b""))
+            for k, (name, sock, _) in enumerate(socks):
+                rest = _read_until(sock, name, b"", protocol.Hello, deadline)
+                sock.sendall(protocol.encode_client_line(name))
+                socks[k] = (name, sock, rest)
+            for name, sock, buf in socks:
+                rest = _read_until(sock, name, buf, protocol.Ok, deadline)
+                sock.setblocking(False)
+                # The first receiver of each worker is its sample (the publisher process only counts).
+                parses = self.parse_all or (not self.members and not self.is_publisher)
+                member = _Member(name, sock, parses)
+                self.members.append(member)
+                self.by_fd[member.fd] = member
+                self.poller.register(member.fd)
+                if rest:
+                    self._feed(member, rest, 0.0)
+
+    # -- receiving --------------------------------------------------------------------
+    def receive(self, timeout: float) -> None:
+        """Poll once and read every ready member once."""
+        buf = self.buf
+        for fd, _ in self.poller.poll(timeout):
+            m = self.by_fd.get(fd)
+            if m is None:
+                continue
+            try:
+                n = m.sock.recv_into(buf)
+            except BlockingIOError:
+                continue
+            except OSError:
+                n = 0
+            if n == 0:
+                self._close_member(m)
+                continue
+            if m.started and not m.parses:
+                m.count += buf.count(b"\n", 0, n)
+            else:
+                self._feed(m, bytes(buf[:n]), time.time())
+
+    def _close_member(self, m: _Member) -> None:
+        m.closed = True
+        self.poller.unregister(m.fd)
+        del self.by_fd[m.fd]
+
+    def _feed(self, m: _Member, data: bytes, now: float) -> None:
+        """The slow path: before the marker, or a member that parses."""
+        if not m.started:
+            data = m.tail + data
+            i = data.find(self.marker)
+            if i < 0:
+                m.tail = data[-len(self.marker) :]
+                return
+            m.started = True
+            m.tail = b""
+            if self.lowat > 1:
+                _set_lowat(m.sock, self.lowat)
+            data = data[i + len(self.marker) :]
+            if not data:
+                return
+        m.count += data.count(b"\n")
+        if not m.parses:
+            return
+        data = m.tail + data
+        cut = data.rfind(b"\n") + 1
+        m.tail = data[cut:]
+        if not self.parse_all and m.sampled > SAMPLE_FIRST and m.sampled > SAMPLE_SHARE * m.count:
+            # Skip this chunk: after it, each sender's next counter (and the next seq) only has to be higher.
+            m.contiguous = False
+            if m.last_n:
+                m.floor.update(m.last_n)
+                m.last_n = {}
+            return
+        self._check(m, data[:cut], now)
+
+    def _check(self, m: _Member, lines: bytes, now: float) -> None:
+        """Order (seq and per-sender counter) and, in parse mode, latency of complete lines."""
+        contiguous = m.contiguous
+        last_seq = m.last_seq
+        last_n = m.last_n
+        floor = m.floor
+        lat = self.latencies if self.parse_all else None
+        k = 0
+        for seq_b, bot, n_b, due_b, event_seq_b in _SCANNER.findall(lines):
+            k += 1
+            if event_seq_b:  # a JOIN or LEAVE: it only moves the seq on
+                seq = int(event_seq_b)
+                if last_seq >= 0 and (seq != last_seq + 1 if contiguous else seq <= last_seq):
+                    self._violation(f"{m.name}: seq {seq} after {last_seq}")
+                last_seq = seq
+                contiguous = True
+                continue
+            if seq_b:
+                seq = int(seq_b)
+                if last_seq >= 0 and (seq != last_seq + 1 if contiguous else seq <= last_seq):
+                    self._violation(f"{m.name}: seq {seq} after {last_seq}")
+                last_seq = seq
+            n = int(n_b)
+            prev = last_n.get(bot)
+            if prev is None:
+                prev = floor.get(bot, -1)
+                if n <= prev:
+                    self._violation(f"{m.name}: {bot.decode()} n={n} after n={prev}")
+            elif n != prev + 1:
+                self._violation(f"{m.name}: {bot.decode()} n={n} after n={prev}")
+            last_n[bot] = n
+            contiguous = True
+            if lat is not None:
+                lat.append(now - float(due_b))
+        m.last_seq = last_seq
+        m.contiguous = contiguous
+        m.sampled += k
+
+    def _violation(self, text: str) -> None:
+        self.violations += 1
+        if len(self.witnesses) < MAX_WITNESSES:
+            self.witnesses.append(text)
+
+    def publish_counts(self) -> None:
+        members = self.members
+        self.counts[self.slot] = sum(m.count for m in members)
+        self.mins[self.slot] = (
+            min((m.count for m in members if not m.closed), default=0) if members else 1 << 62
+        )
+
+    # -- the phases -----------------------------------------------------------------
+    def run(self) -> None:
+        self.publish_counts()
+        self.pipe.send(Ready(self.slot))
+        # Every worker starts connecting at the same moment, so that the run's connect_s measures the
+        # joins, not how long each process took to start.
+        if not self.connect.wait(self.spec.connect_timeout) or self.phase.value >= EXIT:
+            return
+        began = time.monotonic()
+        self.connect_all()
+        self.publish_counts()
+        self.pipe.send(Joined(self.slot, len(self.members), began, time.monotonic()))
+        while self.phase.value == SETUP:
+            self.receive(IDLE_POLL)
+        if self.phase.value == GO:
+            if self.is_publisher:
+                self._publish()
+            else:
+                while self.phase.value == GO:
+                    self.receive(IDLE_POLL)
+                    self.publish_counts()
+        if self.phase.value >= EXIT:
+            return
+        self._drain()
+        self.pipe.send(self._figures())
+        while self.phase.value < EXIT:
+            self.receive(IDLE_POLL)  # keep reading: the server must not see us stall
+
+    def _drain(self) -> None:
+        if self.lowat > 1:  # the last lines of a run may be fewer than the low-water mark
+            for m in self.members:
+                if not m.closed:
+                    _set_lowat(m.sock, 1)
+        # An overloaded server may still be working through a long backlog: wait as long as lines keep
+        # arriving (up to drain_timeout), but a member that gets nothing for DRAIN_IDLE seconds while
+        # short of the total is missing those lines for good.
+        now = time.monotonic()
+        deadline = now + self.spec.drain_timeout
+        idle_deadline = now + DRAIN_IDLE
+        last = -1
+        while self.phase.value < EXIT:
+            now = time.monotonic()
+            if now >= deadline or now >= idle_deadline:
+                break
+            target = self.final_sent.value
+            if target >= 0 and all(m.closed or m.count >= target for m in self.members):
+                break
+            self.receive(IDLE_POLL)
+            self.publish_counts()
+            total = sum(m.count for m in self.members)
+            if total != last:
+                last, idle_deadline = total, time.monotonic() + DRAIN_IDLE
+        self.publish_counts()
+
+    def _figures(self) -> Figures:
+        target = max(0, self.final_sent.value)
+        return Figures(
+            slot=self.slot,
+            counts=[m.count for m in self.members],
+            lost=sum(max(0, target - m.count) for m in self.members),
+            extra=sum(max(0, m.count - target) for m in self.members),
+            drops=sum(1 for m in self.members if m.closed),
+            violations=self.violations,
+            witnesses=self.witnesses,
+            sampled=sum(m.sampled for m in self.members),
+            latencies=self.latencies.tobytes() if self.parse_all else None,
+        )
+
+    # -- the publisher ----------------------------------------------------------------
+    def _publish(self) -> None:
+        spec = self.spec
+        pubs = self.members
+        p0 = pubs[0]
+        p0.sock.setblocking(True)
+        p0.sock.sendall(protocol.encode_client_line(MARKER_TEXT))
+        p0.sock.setblocking(False)
+        deadline = time.monotonic() + spec.connect_timeout
+        while not p0.started:
+            if time.monotonic() > deadline or self.phase.value != GO:
+                raise LoadError("the start marker did not come back to p0")
+            self.receive(IDLE_POLL)
+        self.publish_counts()
+        self.pipe.send(Started(self.slot))
+        lines = [_line_template(spec.bot_id(m.name), spec.text_bytes) for m in pubs]
+        pending = [b""] * len(pubs)
+        next_n = [0] * len(pubs)
+        sent = 0
+        if spec.kind == "saturate":
+            sent = self._saturate(lines, pending, next_n)
+        else:
+            sent = self._paced(lines, pending, next_n)
+        # Whatever a publisher could not hand to its socket yet still has to go: it was counted as sent.
+        flush_deadline = time.monotonic() + spec.drain_timeout
+        while any(pending) and time.monotonic() < flush_deadline:
+            self._flush(pending)
+            self.receive(0.001)
+        self.final_sent.value = sent
+
+    def _flush(self, pending: list[bytes]) -> None:
+        for i, data in enumerate(pending):
+            if data:
+                m = self.members[i]
+                try:
+                    k = m.sock.send(data)
+                except BlockingIOError:
+                    continue
+                pending[i] = data[k:]
+
+    def _saturate(self, lines: list[bytes], pending: list[bytes], next_n: list[int]) -> int:
+        spec = self.spec
+        mins = self.mins
+        slots = len(mins)
+        n_pub = len(lines)
+        window = max(1, spec.window)
+        per_pub = max(1, min(spec.batch, window // n_pub))
+        sent = 0
+        phase = self.phase
+        while phase.value == GO:
+            self.receive(0.0)
+            self.publish_counts()
+            slowest = min(mins[i] for i in range(slots))
+            room = window - (sent - slowest)
+            if room < n_pub:
+                self.receive(0.0005)  # wait for the slowest member, on our own sockets' data
+                continue
+            if any(pending):
+                self._flush(pending)
+                if any(pending):
+                    self.receive(0.0005)  # the server is not reading this fast: read while it catches up
+                continue
+            k = min(per_pub, room // n_pub)
+            stamp = due_text(time.time())
+            for i in range(n_pub):
+                line, n0 = lines[i], next_n[i]
+                block = b"".join([line % (n, stamp) for n in range(n0, n0 + k)])
+                next_n[i] = n0 + k
+                pending[i] = block
+            sent += k * n_pub
+            self._flush(pending)
+        return sent
+
+    def _paced(self, lines: list[bytes], pending: list[bytes], next_n: list[int]) -> int:
+        spec = self.spec
+        n_pub = len(lines)
+        rate = max(spec.rate, 1e-3)
+        t0 = time.time()
+        j = 0
+        phase = self.phase
+        while phase.value == GO:
+            now = time.time()
+            due = t0 + j / rate
+            if due > now:
+                self._wait_until(min(due, now + IDLE_POLL))
+                self.publish_counts()
+                continue
+            # Every message due by now goes out, each stamped with its own due time.
+            while due <= now:
+                i = j % n_pub
+                pending[i] += lines[i] % (next_n[i], due_text(due))
+                next_n[i] += 1
+                j += 1
+                due = t0 + j / rate
+            self._flush(pending)
+        return j
+
+    def _wait_until(self, when: float) -> None:
+        """Read our own sockets until ``when``, to the microsecond: ``epoll`` rounds its timeout up to
+        a whole millisecond, which would make every paced message up to 1 ms late."""
+        socks = [m.sock for m in self.members if not m.closed]
+        while True:
+            remaining = when - time.time()
+            if remaining <= 0:
+                return
+            ready, _, _ = select.select(socks, [], [], remaining)
+            if ready:
+                self.receive(0.0)
+
+
+def _line_template(bot: str, text_bytes: int) -> bytes:
+    """The chat line a publisher sends, as a template ``line % (counter, due_text(due))``: the payload
+    (:func:`harness.record.payload.payload_template`) padded to exactly ``text_bytes``."""
+    unpadded = len(payload_template(bot) % (0, due_text(time.time())))
+    pad = max(0, text_bytes - unpadded - 1)  # the space before the padding counts too
+    return protocol.encode_client_line(payload_template(bot, pad).decode())
+
+
+def _set_lowat(sock: socket.socket, nbytes: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, nbytes)
+    except OSError as exc:  # not supported here: every byte wakes the worker, which only costs CPU
+        log.debug("SO_RCVLOWAT %d: %s", nbytes, exc)
+
+
+def worker_main(slot: int, spec: LoadSpec, names: list[str], shared: Shared, pipe: Connection) -> None:
+    """The entry point of a worker process: run, and report any failure as one message."""
+    worker = _Worker(slot, spec, names, shared, pipe)
+    try:
+        worker.run()
+    except LoadError as exc:
+        pipe.send(Failed(slot, str(exc)))
+    except Exception:  # any other failure is reported whole: the parent ends the run with it
+        pipe.send(Failed(slot, traceback.format_exc(limit=5)))
+    finally:
+        for m in worker.members:
+            m.sock.close()
+        worker.poller.close()
+        pipe.close()
