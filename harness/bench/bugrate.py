@@ -1,7 +1,7 @@
 """``python -m harness.bugrate``: how reliably the harness catches each catalogued bug (a benchmark).
 
 Not a test: it runs many swarms and reports rates. The bar is that every bug
-of the catalogue (:mod:`chat.unsafe`) is detected in at least 19 of 20 runs of
+of the catalogue (:mod:`chat.bugs`) is detected in at least 19 of 20 runs of
 at most 10 s each, and that the safe server shows 0 violations in 100 runs of
 every scenario. docs/bugs.md holds the measured figures and the command.
 

@@ -1,6 +1,6 @@
 """``python -m harness.demo [BUG ...|all]``: inject each catalogued bug, and watch the harness catch it.
 
-For every bug of :mod:`chat.unsafe` the demo runs the swarm scenario that
+For every bug of :mod:`chat.bugs` the demo runs the swarm scenario that
 exposes it against ``chat.server --unsafe BUG``, then the same scenario (same
 seed, same size) against the safe server, and prints one table: the bug, the
 checks that fired, the first witness, how soon the checker could have said
