@@ -252,13 +252,19 @@ class BotConnection(asyncio.BufferedProtocol):
                 return not self.rec.is_open
         return True
 
-    async def quit(self, deadline: float) -> None:
-        """Send ``/quit``, wait for ``BYE`` and the close, then close; all within ``deadline``."""
+    def _send_quit(self) -> bool:
+        """Send ``/quit``; False when the connection was already over."""
         if not self.rec.is_open:
-            return
+            return False
         try:
             self.send_line("/quit")
         except ConnectionEnded:
+            return False
+        return True
+
+    async def quit(self, deadline: float) -> None:
+        """Send ``/quit``, wait for ``BYE`` and the close, then close; all within ``deadline``."""
+        if not self._send_quit():
             return
         if not await self.wait_closed(deadline):
             self.rec.waited_in_vain()
@@ -266,11 +272,7 @@ class BotConnection(asyncio.BufferedProtocol):
 
     def quit_and_close(self) -> None:
         """Send ``/quit`` and close at once, without waiting for BYE (a race on purpose)."""
-        if not self.rec.is_open:
-            return
-        try:
-            self.send_line("/quit")
-        except ConnectionEnded:
+        if not self._send_quit():
             return
         self.close(HowClosed.QUIT, "closed right after /quit")
 

@@ -25,20 +25,21 @@ from chat.protocol import (
 # -- LineSplitter ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "chunks, lines",
-    [
-        ([b"HELLO hi\n"], ["HELLO hi"]),
-        ([b"HEL", b"LO hi\nOK a", b"\n"], ["HELLO hi", "OK a"]),
-        ([b"a\r\nb\r\n"], ["a", "b"]),
-        ([b"\n\n"], ["", ""]),
-        ([b"MSG 1 a \xff\xfe\n"], ["MSG 1 a \ufffd\ufffd"]),
-        ([b"no newline yet"], []),
-        ([b"caf\xc3", b"\xa9\n"], ["café"]),
-        ([b"a\r", b"\n"], ["a"]),
-        ([b"x\ry\n"], ["x\ry"]),
-    ],
-)
+#: Received bytes in chunks, and the lines they frame: shared with the recording connection's tests.
+FRAMING_CASES: list[tuple[list[bytes], list[str]]] = [
+    ([b"HELLO hi\n"], ["HELLO hi"]),
+    ([b"HEL", b"LO hi\nOK a", b"\n"], ["HELLO hi", "OK a"]),
+    ([b"a\r\nb\r\n"], ["a", "b"]),
+    ([b"\n\n"], ["", ""]),
+    ([b"MSG 1 a \xff\xfe\n"], ["MSG 1 a \ufffd\ufffd"]),
+    ([b"no newline yet"], []),
+    ([b"caf\xc3", b"\xa9\n"], ["café"]),
+    ([b"a\r", b"\n"], ["a"]),
+    ([b"x\ry\n"], ["x\ry"]),
+]
+
+
+@pytest.mark.parametrize("chunks, lines", FRAMING_CASES)
 def test_framing_keeps_every_line_across_reads(chunks: list[bytes], lines: list[str]) -> None:
     splitter = LineSplitter(max_line=100)
     got: list[str] = []

@@ -8,6 +8,7 @@ from chat.protocol import Bye, Err, Hello, Join, Msg, Ok, RemoteProtocolError, U
 from harness.record.connection import JoinOutcome, JoinStage, RecordingConnection
 from harness.record.counters import LiveCounters
 from harness.record.history import ClientHistory, Closed, Connected, HowClosed, Received, Sent
+from tests.chat.test_protocol_fast import FRAMING_CASES
 
 
 def conn(*, replies: bool = False, sample_every: int = 4, max_line: int = 1 << 20) -> RecordingConnection:
@@ -38,18 +39,7 @@ def received(c: RecordingConnection) -> list[str]:
 # -- recording ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "chunks, lines",
-    [
-        ([b"HELLO hi\n"], ["HELLO hi"]),
-        ([b"HEL", b"LO hi\nOK a", b"\n"], ["HELLO hi", "OK a"]),
-        ([b"a\r\nb\r\n"], ["a", "b"]),
-        ([b"\n\n"], ["", ""]),
-        ([b"MSG 1 a \xff\xfe\n"], ["MSG 1 a \ufffd\ufffd"]),
-        ([b"no newline yet"], []),
-        ([b"caf\xc3", b"\xa9\n"], ["café"]),
-    ],
-)
+@pytest.mark.parametrize("chunks, lines", FRAMING_CASES)
 def test_framing_keeps_every_line_across_reads(chunks: list[bytes], lines: list[str]) -> None:
     c = conn()
     for chunk in chunks:
