@@ -19,11 +19,14 @@ from typing import Any, NamedTuple, TypeVar
 
 from harness.bench.checker_speed import checker_speed
 from harness.bench.loadgen import LoadError, LoadResult, LoadSpec, run_load
+from harness.bench.loadgen.spec import DEFAULT_JOIN_WAVE
+from harness.bench.loadgen.wire import Protocol
 from harness.bench.reports import progress_line
 from harness.bench.scale import swarm_scale
-from harness.bench.settings import TARGET, Settings
+from harness.bench.settings import PEER_CASES, TARGET, Settings
 from harness.common.latency import percentile
 from harness.common.launcher import ServerStartError, start_chat_server
+from harness.common.peers import PEERS, PeerNotInstalled, missing_reason, peer_version, start_peer
 from harness.common.procstat import find_listening_pid, sample_process
 
 log = logging.getLogger(__name__)
@@ -46,14 +49,27 @@ class Target(NamedTuple):
     host: str
     port: int
     pid: int | None
+    protocol: Protocol = "chat"
+    #: Members each generator process connects at once: fewer than the server's listen backlog.
+    join_wave: int = DEFAULT_JOIN_WAVE
+
+
+#: Connections kept pending below a peer's listen backlog: a full accept queue drops SYNs, and each
+#: costs the client a 1 s retransmission.
+BACKLOG_MARGIN = 2
 
 
 @contextlib.contextmanager
 def server_for(settings: Settings, design: str, members: int, extra: Sequence[str] = ()) -> Iterator[Target]:
-    """The server to drive: a fresh ``chat.server --delivery DESIGN`` for the block, or the ``--target``.
+    """The server to drive: a fresh ``chat.server --delivery DESIGN`` for the block, a fresh peer server
+    (``design`` names one of :data:`harness.common.peers.PEERS`), or the ``--target``.
 
     A fresh server that logged a traceback fails the run (LoadError) even when the load went through.
     """
+    if design in PEERS:
+        with _peer_for(design) as target:
+            yield target
+        return
     if design == TARGET:
         assert settings.target is not None
         host, port = settings.target
@@ -70,6 +86,17 @@ def server_for(settings: Settings, design: str, members: int, extra: Sequence[st
             raise LoadError(f"the server logged a traceback: {problem}")
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def _peer_for(name: str) -> Iterator[Target]:
+    try:
+        peer = start_peer(name)
+    except (PeerNotInstalled, ServerStartError) as exc:
+        raise LoadError(f"{name} did not start: {exc}") from None
+    with peer:
+        wave = min(DEFAULT_JOIN_WAVE, max(1, peer.spec.accept_backlog - BACKLOG_MARGIN))
+        yield Target(peer.endpoint.host, peer.endpoint.port, peer.pid, peer.spec.protocol, wave)
 
 
 def _traceback_tail(log_text: str) -> str:
@@ -193,8 +220,20 @@ class Bench:
         self.s = settings
         self.progress = progress
         self.runs: list[dict[str, Any]] = []
-        self.notes: dict[str, str] = {}  # case -> why it was not available
+        self.notes: dict[str, str] = {}  # case (or peer) -> why it was not available
         self.extra: dict[str, Any] = {}  # case -> figures that are not per-run records
+        #: Each peer asked for: whether it runs, its version, or why not (the summary's ``peers``).
+        self.peers: dict[str, dict[str, Any]] = {}
+        for name in settings.peers:
+            reason = missing_reason(name)
+            self.peers[name] = {"available": reason is None, "version": peer_version(name), "note": reason}
+            if reason is not None:
+                self.notes[name] = reason
+
+    def servers(self, case: str) -> list[str]:
+        """The servers a case compares: our designs (or the ``--target``), then the installed peers."""
+        peers = [n for n, info in self.peers.items() if info["available"]] if case in PEER_CASES else []
+        return self.s.designs_to_run + peers
 
     def run(self) -> None:
         """Every selected case, in the order of :data:`harness.bench.settings.CASES`."""
@@ -218,7 +257,14 @@ class Bench:
             "connect_timeout": self.s.connect_timeout,
         }
         base.update(kw)
-        return LoadSpec(host=target.host, port=target.port, members=members, **base)
+        return LoadSpec(
+            host=target.host,
+            port=target.port,
+            members=members,
+            protocol=target.protocol,
+            join_wave=target.join_wave,
+            **base,
+        )
 
     def _load(
         self,
@@ -250,7 +296,7 @@ class Bench:
         s = self.s
         for rep in range(s.reps):
             for members in s.sizes:
-                for design in rotated(rep, s.designs_to_run):
+                for design in rotated(rep, self.servers("saturation")):
                     record = run_record("saturation", design, members, rep)
                     self._load(record, members, {"kind": "saturate", "seconds": s.seconds})
                     self.progress(progress_line(record))
@@ -276,7 +322,7 @@ class Bench:
         members = s.latency_members
         for rep in range(s.reps):
             for rate in s.rates:
-                for design in rotated(rep, s.designs_to_run):
+                for design in rotated(rep, self.servers("latency")):
                     record = run_record("latency", design, members, rep, rate=rate)
                     result = self._load(
                         record,

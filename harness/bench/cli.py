@@ -33,6 +33,11 @@ Cases (``--cases``):
 ``instrumentation``  saturation throughput with and without ``--metrics-port`` (lock metrics on);
 ``checker``          events per second through :mod:`harness.checker` on a 1,000,000-event history.
 
+``--peers ngircd,redis`` (and ``inspircd``) starts each named peer server itself (:mod:`harness.common.peers`)
+and runs it through the saturation and latency cases beside our designs, with the same load generator
+speaking its protocol; a peer that is not installed is reported (``not installed (apt-get install X)``)
+and skipped.
+
 A figure from a run in which the generator, not the server, ran out of CPU is marked ``generator-bound``
 and never counts as the server's (see :func:`harness.bench.loadgen.is_generator_bound`).
 
@@ -59,6 +64,7 @@ from harness.bench.reports import render
 from harness.bench.settings import CASES, DESIGNS, Settings, apply_quick, apply_tiny
 from harness.bench.summary import build_summary, load_average, write_record
 from harness.common.address import endpoint_arg
+from harness.common.peers import PEERS
 
 #: Exit statuses (a usage error is argparse's 2).
 EXIT_CLEAN, EXIT_UNCLEAN, EXIT_INTERRUPTED = 0, 1, 130
@@ -111,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--designs", type=_choices(DESIGNS), help="comma-separated --delivery designs (default: all)"
+    )
+    p.add_argument(
+        "--peers",
+        type=_choices(list(PEERS)),
+        help="comma-separated peer servers to start and measure beside ours in the saturation and latency "
+        f"cases ({', '.join(PEERS)}); one that is not installed is reported and skipped",
     )
     p.add_argument(
         "--target",
@@ -172,6 +184,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         s.cases = args.cases
     if args.designs:
         s.designs = args.designs
+    if args.peers:
+        s.peers = args.peers
     if args.target:
         s.target = args.target
     for name in (

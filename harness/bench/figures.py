@@ -11,10 +11,6 @@ import statistics
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-#: Reference figures quoted for this machine kind but NOT measured here: ngircd (C, epoll) in
-#: saturation, deliveries/s at 10, 50 and 200 members. Shown for orientation only (docs/performance.md).
-NGIRCD_REFERENCE = {10: 2.8e6, 50: 3.3e6, 200: 3.9e6}
-
 #: The figures of a run record that the aggregated rows summarise (median, min, max, n).
 SUMMARISED = (
     "deliveries_per_s",
@@ -96,24 +92,29 @@ def median_of(
     return Median(None, False)
 
 
-def ratios(rows: Sequence[dict[str, Any]], sizes: Sequence[int]) -> list[dict[str, Any]]:
-    """Saturation ratios between designs, per member count (from medians of the same run)."""
+def ratios(
+    rows: Sequence[dict[str, Any]], sizes: Sequence[int], peers: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Saturation ratios between designs, and of ``batched`` to each peer (``batched_over_<peer>``), per
+    member count, from medians of the same run. ``generator_bound``: a figure behind a ratio shown was."""
     out = []
     for m in sizes:
         d, d_bound = median_of(rows, "saturation", "direct", m, "deliveries_per_s")
         q, q_bound = median_of(rows, "saturation", "queued", m, "deliveries_per_s")
         b, b_bound = median_of(rows, "saturation", "batched", m, "deliveries_per_s")
-        ref = NGIRCD_REFERENCE.get(m)
-        out.append(
-            {
-                "members": m,
-                "batched_over_direct": b / d if b and d else None,
-                "queued_over_direct": q / d if q and d else None,
-                "batched_over_queued": b / q if b and q else None,
-                "generator_bound": (b_bound or d_bound) if b and d else (b_bound or d_bound or q_bound),
-                "batched_over_ngircd_reference": b / ref if b and ref else None,
-            }
-        )
+        row: dict[str, Any] = {
+            "members": m,
+            "batched_over_direct": b / d if b and d else None,
+            "queued_over_direct": q / d if q and d else None,
+            "batched_over_queued": b / q if b and q else None,
+            "generator_bound": (b_bound or d_bound) if b and d else (b_bound or d_bound or q_bound),
+        }
+        for peer in peers:
+            p, p_bound = median_of(rows, "saturation", peer, m, "deliveries_per_s")
+            row[f"batched_over_{peer}"] = b / p if b and p else None
+            if b and p:
+                row["generator_bound"] = row["generator_bound"] or b_bound or p_bound
+        out.append(row)
     return out
 
 

@@ -6,6 +6,8 @@ never fails because of a goal (its exit status is about loss, order and errors, 
 the verdicts are shown in the "Goals" table and stored in the summary.
 
 A figure the generator, not the server, bounded never passes or fails a goal: its verdict is ``N/A``.
+So is a goal against a peer that was not measured (not asked for with ``--peers``, or not installed):
+every figure a goal compares comes from the run that prints it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
-from harness.bench.figures import NGIRCD_REFERENCE, median_of
+from harness.bench.figures import median_of
+from harness.common.peers import PEERS
 
 #: batched / direct in saturation: at least this at 50 and 200 members (and at least 1x at 10).
 GOAL_RATIO_BIG = 4.0
@@ -28,6 +31,13 @@ GOAL_CHECKER_S = 10.0
 GOAL_CHECKER_EVENTS = 1_000_000
 #: The saturation goals: member count -> the least batched / direct ratio.
 RATIO_BARS = {10: 1.0, 50: GOAL_RATIO_BIG, 200: GOAL_RATIO_BIG}
+#: The peer that the delivery goals measure against, and the least batched / peer ratio per member count.
+GOAL_PEER = "redis"
+PEER_BARS = {10: 1.0, 50: 1.0, 200: 1.0}
+#: The member count at which batched's deliveries per server CPU-second must reach the peer's.
+GOAL_EFFICIENCY_MEMBERS = 50
+#: batched's p99 at 200 msg/s to 50 members may exceed the original design's (direct) by this, in ms.
+GOAL_P99_OVER_DIRECT_MS = 0.3
 
 
 class GoalVerdict(str, Enum):
@@ -96,7 +106,12 @@ class GoalFigures:
     load: LoadChecks
     scale: ScaleFigures
     checker: CheckerFigures | None  #: None: not measured
-    batched_at_50: Measured  #: saturation deliveries/s, for the stretch goal
+    peer_ratios: Mapping[int, Measured]  #: batched / GOAL_PEER in saturation, per member count
+    efficiency: Measured  #: batched's deliveries per server CPU-second at GOAL_EFFICIENCY_MEMBERS
+    peer_efficiency: Measured  #: ... GOAL_PEER's
+    latency_p99_direct_ms: Measured  #: direct, 200 msg/s, 50 members
+    peer_asked: bool = False  #: GOAL_PEER was among ``--peers``
+    peer_note: str | None = None  #: why GOAL_PEER was not measured (not installed), if it was asked for
 
 
 def goal_figures(
@@ -104,10 +119,12 @@ def goal_figures(
     rows: Sequence[dict[str, Any]],
     ratio_rows: Sequence[dict[str, Any]],
     extra: Mapping[str, Any],
+    peers: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GoalFigures:
-    """The figures the goals need, from the run records, their aggregated rows and ratios, and the
-    cases' other figures (``extra``: the scale swarm and the checker)."""
-    load_runs = [r for r in runs if r["case"] in ("saturation", "latency")]
+    """The figures the goals need, from the run records, their aggregated rows and ratios, the
+    cases' other figures (``extra``: the scale swarm and the checker) and the peers asked for."""
+    # The peers' own loss and order are in their rows; the zero-loss goal is about our designs.
+    load_runs = [r for r in runs if r["case"] in ("saturation", "latency") and r["design"] not in PEERS]
     memory = [r for r in runs if r["case"] == "memory"]
     swarm = extra.get("swarm", {})
     checker = extra.get("checker", {})
@@ -134,8 +151,23 @@ def goal_figures(
             largest_pass=int(swarm.get("largest_pass", 0)),
         ),
         checker=CheckerFigures(checker["seconds"], checker["events"]) if checker.get("available") else None,
-        batched_at_50=Measured(*median_of(rows, "saturation", "batched", 50, "deliveries_per_s")),
+        peer_ratios={m: _peer_ratio(rows, m) for m in PEER_BARS},
+        efficiency=Measured(*_efficiency(rows, "batched")),
+        peer_efficiency=Measured(*_efficiency(rows, GOAL_PEER)),
+        latency_p99_direct_ms=Measured(*median_of(rows, "latency", "direct", 50, "p99_ms", rate=200.0)),
+        peer_asked=GOAL_PEER in (peers or {}),
+        peer_note=(peers or {}).get(GOAL_PEER, {}).get("note"),
     )
+
+
+def _peer_ratio(rows: Sequence[dict[str, Any]], members: int) -> Measured:
+    b, b_bound = median_of(rows, "saturation", "batched", members, "deliveries_per_s")
+    p, p_bound = median_of(rows, "saturation", GOAL_PEER, members, "deliveries_per_s")
+    return Measured(b / p if b and p else None, b_bound or p_bound)
+
+
+def _efficiency(rows: Sequence[dict[str, Any]], design: str) -> Measured:
+    return Measured(*median_of(rows, "saturation", design, GOAL_EFFICIENCY_MEMBERS, "deliveries_per_cpu_s"))
 
 
 def _verdict(passed: bool) -> GoalVerdict:
@@ -166,6 +198,8 @@ def goals(f: GoalFigures) -> list[GoalRow]:
         out.append(GoalRow(goal, "not measured", na))
     else:
         out.append(GoalRow(goal, f"{p99.value:.2f} ms{_bound_note(p99)}", _verdict(p99.value <= GOAL_P99_MS)))
+    out.append(_latency_over_direct_goal(f))
+    out.extend(_peer_goals(f))
 
     goal = "zero loss, order violations and slow drops in saturation and latency runs"
     load = f.load
@@ -178,17 +212,64 @@ def goals(f: GoalFigures) -> list[GoalRow]:
 
     out.append(_scale_goal(f.scale))
     out.append(_checker_goal(f.checker))
+    return out
 
-    b50 = f.batched_at_50
-    if b50.value is not None:
-        out.append(
-            GoalRow(
-                "stretch: batched at 50 members vs ngircd's 3.3 M/s (the issue's figure, NOT measured here)",
-                f"{b50.value / 1e6:.2f} M/s = {b50.value / NGIRCD_REFERENCE[50]:.0%} of the reference"
-                + _bound_note(b50),
-                GoalVerdict.INFO,
-            )
+
+def _latency_over_direct_goal(f: GoalFigures) -> GoalRow:
+    goal = (
+        f"latency: batched p99 <= direct's + {GOAL_P99_OVER_DIRECT_MS:g} ms at 200 msg/s, 50 members "
+        "(same run)"
+    )
+    b, d = f.latency_p99_ms, f.latency_p99_direct_ms
+    if b.value is None or d.value is None:
+        return GoalRow(goal, "not measured", GoalVerdict.NOT_APPLICABLE)
+    over = b.value - d.value
+    measured = f"batched {b.value:.2f} ms, direct {d.value:.2f} ms ({over:+.2f} ms)"
+    return GoalRow(
+        goal,
+        measured + _bound_note(Measured(0, b.generator_bound or d.generator_bound)),
+        _verdict(over <= GOAL_P99_OVER_DIRECT_MS + 1e-9),
+    )
+
+
+def _not_measured(f: GoalFigures) -> str:
+    """Why a goal against the peer has no figure."""
+    if f.peer_note:
+        return f"{GOAL_PEER}: {f.peer_note}"
+    return "not measured" if f.peer_asked else f"not measured (needs --peers {GOAL_PEER})"
+
+
+def _peer_goals(f: GoalFigures) -> list[GoalRow]:
+    """batched against the peer, side by side in this run: throughput at each size, and efficiency."""
+    na = GoalVerdict.NOT_APPLICABLE
+    out = []
+    for members, bar in PEER_BARS.items():
+        goal = f"peers: batched >= {bar:.1f}x {GOAL_PEER} at {members} members (same run)"
+        ratio = f.peer_ratios.get(members, Measured(None))
+        if ratio.value is None:
+            out.append(GoalRow(goal, _not_measured(f), na))
+        elif ratio.generator_bound:
+            out.append(GoalRow(goal, f"{ratio.value:.2f}x (generator-bound)", na))
+        else:
+            out.append(GoalRow(goal, f"{ratio.value:.2f}x", _verdict(ratio.value >= bar)))
+    goal = (
+        f"peers: batched's deliveries per server CPU-s >= {GOAL_PEER}'s at {GOAL_EFFICIENCY_MEMBERS} members "
+        "(same run)"
+    )
+    ours, theirs = f.efficiency, f.peer_efficiency
+    if theirs.value is None:
+        out.append(GoalRow(goal, _not_measured(f), na))
+    elif ours.value is None:
+        out.append(GoalRow(goal, "batched not measured", na))
+    else:
+        measured = (
+            f"batched {ours.value / 1e6:.2f} M, {GOAL_PEER} {theirs.value / 1e6:.2f} M "
+            f"({ours.value / theirs.value:.2f}x)"
         )
+        if ours.generator_bound or theirs.generator_bound:
+            out.append(GoalRow(goal, measured + " (generator-bound)", na))
+        else:
+            out.append(GoalRow(goal, measured, _verdict(ours.value >= theirs.value)))
     return out
 
 

@@ -133,34 +133,25 @@ def saturation_table(
     return t
 
 
-def ratio_table(ratio_rows: Sequence[dict[str, Any]]) -> Table:
+def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ()) -> Table:
+    """batched, queued and direct against each other, and batched against each peer (``--peers``)."""
     t = Table(title="Ratios of medians (same run)", title_justify="left")
-    for col in (
-        "members",
-        "batched/direct",
-        "queued/direct",
-        "batched/queued",
-        "batched vs ngircd ref.*",
-        "note",
-    ):
-        t.add_column(col, justify="right" if col != "note" else "left")
+    keys = ["batched_over_direct", "queued_over_direct", "batched_over_queued"]
+    keys += [f"batched_over_{peer}" for peer in peers]
+    t.add_column("members", justify="right")
+    for key in keys:
+        t.add_column(key.replace("_over_", "/"), justify="right")
+    t.add_column("note")
 
     def x(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}x"
 
     for r in ratio_rows:
-        ref = r["batched_over_ngircd_reference"]
         t.add_row(
             str(r["members"]),
-            x(r["batched_over_direct"]),
-            x(r["queued_over_direct"]),
-            x(r["batched_over_queued"]),
-            "-" if ref is None else f"{ref:.0%}",
+            *(x(r.get(key)) for key in keys),
             Text("GENERATOR-BOUND", style="bold yellow") if r["generator_bound"] else "",
         )
-    t.caption = (
-        "* ngircd 2.8 / 3.3 / 3.9 M/s at 10 / 50 / 200 members: the issue's figures, not measured here"
-    )
     return t
 
 
@@ -245,7 +236,7 @@ def render(summary: dict[str, Any], console: Console) -> None:
     if "saturation" in cases:
         console.print(saturation_table(rows))
         if not summary["settings"]["target"]:
-            console.print(ratio_table(summary["ratios"]))
+            console.print(ratio_table(summary["ratios"], summary["settings"]["peers"]))
     if "latency" in cases:
         console.print(latency_table(rows))
     if "memory" in cases:

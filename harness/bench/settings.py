@@ -11,6 +11,9 @@ from harness.common.address import Endpoint
 
 CASES = ("saturation", "latency", "memory", "instrumentation", "checker")
 DESIGNS = ("direct", "queued", "batched")
+#: The cases that run the peers (``--peers``) beside our designs: the others measure our server's
+#: own machinery (threads, memory, lock metrics).
+PEER_CASES = ("saturation", "latency")
 #: The design label of every run against a ``--target`` (a server the bench did not start).
 TARGET = "target"
 
@@ -21,6 +24,8 @@ class Settings:
 
     cases: list[str] = field(default_factory=lambda: list(CASES))
     designs: list[str] = field(default_factory=lambda: list(DESIGNS))
+    #: Peer servers (:mod:`harness.common.peers`) measured beside our designs in the same run.
+    peers: list[str] = field(default_factory=list)
     target: Endpoint | None = None
     reps: int = 3
     quick: bool = False

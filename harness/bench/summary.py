@@ -60,7 +60,7 @@ def is_clean(runs: Sequence[dict[str, Any]]) -> bool:
 def build_summary(bench: Bench, started: float, load_before: list[float] | None) -> dict[str, Any]:
     """The summary of the runs ``bench`` did; ``started`` is its ``time.time()`` at the start."""
     rows = aggregate(bench.runs)
-    ratio_rows = ratios(rows, bench.s.sizes) if "saturation" in bench.s.cases else []
+    ratio_rows = ratios(rows, bench.s.sizes, bench.s.peers) if "saturation" in bench.s.cases else []
     summary: dict[str, Any] = {
         "kind": "bench",
         "settings": bench.s.to_json(),
@@ -71,11 +71,12 @@ def build_summary(bench: Bench, started: float, load_before: list[float] | None)
         "runs": bench.runs,
         "rows": rows,
         "ratios": ratio_rows,
+        "peers": bench.peers,
         "notes": bench.notes,
         "extra": bench.extra,
     }
     summary["instrumentation_cost"] = instrumentation_cost(rows, bench.s.instrumentation_members)
-    figures = goal_figures(bench.runs, rows, ratio_rows, bench.extra)
+    figures = goal_figures(bench.runs, rows, ratio_rows, bench.extra, bench.peers)
     summary["goals"] = [row.as_dict() for row in goals(figures)]
     summary["clean"] = is_clean(bench.runs)
     return summary

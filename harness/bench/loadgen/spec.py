@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
+from harness.bench.loadgen.wire import Protocol
+
 # -- phases (the shared ``phase`` integer) ----------------------------------------
 SETUP, GO, STOP, EXIT = 0, 1, 2, 3
 
@@ -19,8 +21,8 @@ DEFAULT_TEXT_BYTES = 64
 DEFAULT_WINDOW = 200
 #: Saturation: at most this many lines in one send of one publisher (clients may pipeline).
 DEFAULT_BATCH = 64
-#: What publisher ``p0`` sends to open the counted part of the run (the ``GO`` phase).
-MARKER_TEXT = "bench-start"
+#: Members a worker connects and joins at once (see ``_Worker.connect_all``).
+DEFAULT_JOIN_WAVE = 50
 #: Witnesses kept per worker, and per run, of the order violations seen.
 MAX_WITNESSES = 5
 
@@ -39,6 +41,10 @@ class LoadSpec:
     port: int
     members: int
     kind: Kind = "saturate"
+    #: What the server speaks (:mod:`harness.bench.loadgen.wire`): ours, IRC or Redis pub/sub.
+    protocol: Protocol = "chat"
+    #: Members connected at once, per worker: fewer for a server with a short listen backlog (ngircd).
+    join_wave: int = DEFAULT_JOIN_WAVE
     publishers: int = 5
     #: ``rate``: messages per second in total, over all publishers.
     rate: float = 0.0
@@ -73,12 +79,6 @@ class LoadSpec:
     @property
     def n_publishers(self) -> int:
         return max(1, min(self.publishers, self.members))
-
-    @property
-    def marker(self) -> bytes:
-        """The tail of the line that opens the counted part of every member's stream: the end of the
-        ``MSG <seq> <name> <text>`` line in which ``p0`` sends :data:`MARKER_TEXT`."""
-        return f" p0-{self.token} {MARKER_TEXT}\n".encode()
 
 
 # -- what a worker tells the parent, through its pipe -------------------------------------

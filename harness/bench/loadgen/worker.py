@@ -13,11 +13,9 @@ import traceback
 from array import array
 from multiprocessing.connection import Connection
 
-from chat import protocol
 from harness.bench.loadgen.spec import (
     EXIT,
     GO,
-    MARKER_TEXT,
     MAX_WITNESSES,
     SETUP,
     Failed,
@@ -29,7 +27,8 @@ from harness.bench.loadgen.spec import (
     Shared,
     Started,
 )
-from harness.record.payload import PAYLOAD_BYTES_PATTERN, due_text, payload_template
+from harness.bench.loadgen.wire import WireError, connect, wire_for
+from harness.record.payload import due_text
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,6 @@ IDLE_POLL = 0.02
 DRAIN_IDLE = 5.0
 #: Saturation: the receive low-water mark in bytes (about 50 lines).
 RCVLOWAT = 4096
-#: Members a worker connects and joins at once (see ``_Worker.connect_all``).
-JOIN_WAVE = 50
-
-#: The lines a sample checks: a generator's MSG (its seq, if the server numbers them, then the payload's
-#: bot, counter and due time) or any other numbered broadcast (JOIN, LEAVE: they move the seq too).
-_SCANNER = protocol.broadcast_scanner(PAYLOAD_BYTES_PATTERN)
 
 
 class _Poller:
@@ -93,6 +86,9 @@ class _Member:
         "sock",
         "fd",
         "count",
+        "lines",
+        "credit",
+        "marker",
         "started",
         "tail",
         "closed",
@@ -104,11 +100,16 @@ class _Member:
         "floor",
     )
 
-    def __init__(self, name: str, sock: socket.socket, parses: bool) -> None:
+    def __init__(self, name: str, sock: socket.socket, parses: bool, marker: bytes) -> None:
         self.name = name
         self.sock = sock
         self.fd = sock.fileno()
-        self.count = 0  # lines after the marker
+        # Messages after the marker, counting a publisher's own as received where the server sends it no
+        # echo (``credit``): the window and the loss count compare it with the messages sent.
+        self.count = 0
+        self.lines = 0  # lines after the marker, where a message takes several (Wire.lines_per_message)
+        self.credit = 0  # own messages sent, on a server that does not echo them
+        self.marker = marker  # the bytes that end the opening marker in this member's stream
         self.started = False  # the marker has been seen
         # Before the marker: the last bytes (the marker may straddle two recvs); after: a partial line.
         self.tail = b""
@@ -119,39 +120,6 @@ class _Member:
         self.last_seq = -1
         self.last_n: dict[bytes, int] = {}  # each sender's last counter, while every line was parsed
         self.floor: dict[bytes, int] = {}  # each sender's last counter seen before a skipped chunk
-
-
-def _read_until(
-    sock: socket.socket, name: str, buf: bytes, want: type[protocol.Hello | protocol.Ok], deadline: float
-) -> bytes:
-    """Read the handshake's lines until the event ``want``; returns what follows it. Raises LoadError.
-
-    The rest is returned as bytes, unparsed: the members' broadcasts that follow are counted, not parsed.
-    """
-    what = want.__name__.upper()
-    while True:
-        while b"\n" in buf:
-            raw, _, buf = buf.partition(b"\n")
-            line = raw.rstrip(b"\r").decode(protocol.ENCODING, errors="replace")
-            try:
-                event = protocol.parse_server_line(line)
-            except protocol.RemoteProtocolError:
-                continue  # not a line of the handshake: e.g. a broadcast that came first
-            if isinstance(event, want):
-                return buf
-            if isinstance(event, protocol.Err):
-                raise LoadError(f"{name}: refused: {line}")
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise LoadError(f"{name}: no {what} line within the connect timeout")
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            raise LoadError(f"{name}: no {what} line within the connect timeout") from None
-        if not chunk:
-            raise LoadError(f"{name}: the server closed the connection during the handshake")
-        buf += chunk
 
 
 class _Worker:
@@ -168,11 +136,15 @@ class _Worker:
         self.connect = shared.connect
         self.pipe = pipe
         self.is_publisher = slot == 0
+        self.wire = wire_for(spec.protocol, spec.token)
+        self.lpm = self.wire.lines_per_message
+        self.quickack = self.wire.nagle and hasattr(socket, "TCP_QUICKACK")
         self.members: list[_Member] = []
+        #: The publishers' sending sockets, in the order of their members.
+        self.senders: list[socket.socket] = []
         self.by_fd: dict[int, _Member] = {}
         self.poller = _Poller()
         self.buf = bytearray(RECV_SIZE)
-        self.marker = spec.marker
         self.violations = 0
         self.witnesses: list[str] = []
         self.latencies: array[float] = array("d")
@@ -180,56 +152,70 @@ class _Worker:
         # Saturation only: a socket is reported readable once this many bytes wait (SO_RCVLOWAT), so a
         # worker takes dozens of lines per recv even from a server that sends one line per send. Well
         # under the window's bytes, so the slowest member always becomes readable before the window
-        # closes; latency runs read every byte as soon as it lands.
+        # closes; latency runs read every byte as soon as it lands. Not against a server that leaves
+        # Nagle on (IRC): it sends a small segment only once the last one is acknowledged, and the
+        # kernel delays the ACK of data nobody reads (40 ms), so the run would crawl at one window per
+        # 40 ms. There each recv asks for an immediate ACK instead (TCP_QUICKACK, which the kernel
+        # clears again by itself).
         self.lowat = (
             min(RCVLOWAT, spec.window * 16)
-            if spec.kind == "saturate" and hasattr(socket, "SO_RCVLOWAT")
+            if spec.kind == "saturate" and hasattr(socket, "SO_RCVLOWAT") and not self.wire.nagle
             else 1
         )
 
     # -- setup ------------------------------------------------------------------------
     def connect_all(self) -> None:
-        """Connect and join every member, :data:`JOIN_WAVE` at a time.
+        """Connect and join every member, ``join_wave`` at a time.
 
-        A wave's name lines reach the server together, so its JOINs are broadcast close together and
-        every member's writer wakes once per wave rather than once per join: joining 1000 members
-        one by one wakes writer threads about half a million times.
+        A wave's joins reach the server together, so they are broadcast close together and every
+        member's writer wakes once per wave rather than once per join: joining 1000 members one by one
+        wakes writer threads about half a million times. A server with a short listen backlog gets
+        smaller waves (:attr:`LoadSpec.join_wave`).
         """
-        deadline = time.monotonic() + self.spec.connect_timeout
-        for start in range(0, len(self.names), JOIN_WAVE):
-            wave = self.names[start : start + JOIN_WAVE]
-            socks: list[tuple[str, socket.socket, bytes]] = []
-            for name in wave:
-                try:
-                    sock = socket.create_connection(
-                        (self.spec.host, self.spec.port), timeout=self.spec.connect_timeout
-                    )
-                except OSError as exc:
-                    raise LoadError(
-                        f"{name}: cannot connect to {self.spec.host}:{self.spec.port}: {exc}"
-                    ) from None
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                socks.append((name, sock, b""))
-            for k, (name, sock, _) in enumerate(socks):
-                rest = _read_until(sock, name, b"", protocol.Hello, deadline)
-                sock.sendall(protocol.encode_client_line(name))
-                socks[k] = (name, sock, rest)
-            for name, sock, buf in socks:
-                rest = _read_until(sock, name, buf, protocol.Ok, deadline)
-                sock.setblocking(False)
-                # The first receiver of each worker is its sample (the publisher process only counts).
-                parses = self.parse_all or (not self.members and not self.is_publisher)
-                member = _Member(name, sock, parses)
-                self.members.append(member)
-                self.by_fd[member.fd] = member
-                self.poller.register(member.fd)
-                if rest:
-                    self._feed(member, rest, 0.0)
+        spec, wire = self.spec, self.wire
+        deadline = time.monotonic() + spec.connect_timeout
+        wave_size = max(1, spec.join_wave)
+        try:
+            for start in range(0, len(self.names), wave_size):
+                wave = [
+                    (name, connect(spec.host, spec.port, name, spec.connect_timeout))
+                    for name in self.names[start : start + wave_size]
+                ]
+                for opened in wire.join(wave, deadline):
+                    self._add_member(opened.name, opened.sock, opened.rest)
+            if self.is_publisher:
+                for m in self.members:
+                    own = wire.open_publisher(spec.host, spec.port, m.name, spec.connect_timeout)
+                    if own is None:
+                        self.senders.append(m.sock)
+                        continue
+                    own.setblocking(False)
+                    self.senders.append(own)
+                    # Its replies are read and thrown away: a member of no figure (not in self.members).
+                    sink = _Member(m.name + "/publish", own, parses=False, marker=b"")
+                    sink.started = True
+                    self.by_fd[sink.fd] = sink
+                    self.poller.register(sink.fd)
+        except WireError as exc:
+            raise LoadError(str(exc)) from None
+
+    def _add_member(self, name: str, sock: socket.socket, rest: bytes) -> None:
+        sock.setblocking(False)
+        # The first receiver of each worker is its sample (the publisher process only counts).
+        parses = self.parse_all or (not self.members and not self.is_publisher)
+        own = self.is_publisher and not self.members  # p0
+        member = _Member(name, sock, parses, self.wire.marker(own))
+        self.members.append(member)
+        self.by_fd[member.fd] = member
+        self.poller.register(member.fd)
+        if rest:
+            self._feed(member, rest, 0.0)
 
     # -- receiving --------------------------------------------------------------------
     def receive(self, timeout: float) -> None:
         """Poll once and read every ready member once."""
         buf = self.buf
+        quickack = self.quickack
         for fd, _ in self.poller.poll(timeout):
             m = self.by_fd.get(fd)
             if m is None:
@@ -243,8 +229,14 @@ class _Worker:
             if n == 0:
                 self._close_member(m)
                 continue
+            if quickack:
+                m.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             if m.started and not m.parses:
-                m.count += buf.count(b"\n", 0, n)
+                if self.lpm == 1:
+                    m.count += buf.count(b"\n", 0, n)
+                else:
+                    m.lines += buf.count(b"\n", 0, n)
+                    m.count = m.lines // self.lpm
             else:
                 self._feed(m, bytes(buf[:n]), time.time())
 
@@ -257,18 +249,22 @@ class _Worker:
         """The slow path: before the marker, or a member that parses."""
         if not m.started:
             data = m.tail + data
-            i = data.find(self.marker)
+            i = data.find(m.marker)
             if i < 0:
-                m.tail = data[-len(self.marker) :]
+                m.tail = data[-len(m.marker) :]
                 return
             m.started = True
             m.tail = b""
             if self.lowat > 1:
                 _set_lowat(m.sock, self.lowat)
-            data = data[i + len(self.marker) :]
+            data = data[i + len(m.marker) :]
             if not data:
                 return
-        m.count += data.count(b"\n")
+        if self.lpm == 1:
+            m.count += data.count(b"\n")
+        else:
+            m.lines += data.count(b"\n")
+            m.count = m.lines // self.lpm
         if not m.parses:
             return
         data = m.tail + data
@@ -291,7 +287,7 @@ class _Worker:
         floor = m.floor
         lat = self.latencies if self.parse_all else None
         k = 0
-        for seq_b, bot, n_b, due_b, event_seq_b in _SCANNER.findall(lines):
+        for seq_b, bot, n_b, due_b, event_seq_b in self.wire.scanner.findall(lines):
             k += 1
             if event_seq_b:  # a JOIN or LEAVE: it only moves the seq on
                 seq = int(event_seq_b)
@@ -328,7 +324,7 @@ class _Worker:
 
     def publish_counts(self) -> None:
         members = self.members
-        self.counts[self.slot] = sum(m.count for m in members)
+        self.counts[self.slot] = sum(m.count - m.credit for m in members)
         self.mins[self.slot] = (
             min((m.count for m in members if not m.closed), default=0) if members else 1 << 62
         )
@@ -391,7 +387,7 @@ class _Worker:
         target = max(0, self.final_sent.value)
         return Figures(
             slot=self.slot,
-            counts=[m.count for m in self.members],
+            counts=[m.count - m.credit for m in self.members],
             lost=sum(max(0, target - m.count) for m in self.members),
             extra=sum(max(0, m.count - target) for m in self.members),
             drops=sum(1 for m in self.members if m.closed),
@@ -405,10 +401,10 @@ class _Worker:
     def _publish(self) -> None:
         spec = self.spec
         pubs = self.members
-        p0 = pubs[0]
-        p0.sock.setblocking(True)
-        p0.sock.sendall(protocol.encode_client_line(MARKER_TEXT))
-        p0.sock.setblocking(False)
+        p0, p0_sender = pubs[0], self.senders[0]
+        p0_sender.setblocking(True)
+        p0_sender.sendall(self.wire.start_lines())
+        p0_sender.setblocking(False)
         deadline = time.monotonic() + spec.connect_timeout
         while not p0.started:
             if time.monotonic() > deadline or self.phase.value != GO:
@@ -416,7 +412,7 @@ class _Worker:
             self.receive(IDLE_POLL)
         self.publish_counts()
         self.pipe.send(Started(self.slot))
-        lines = [_line_template(spec.bot_id(m.name), spec.text_bytes) for m in pubs]
+        lines = [self.wire.template(spec.bot_id(m.name), spec.text_bytes) for m in pubs]
         pending = [b""] * len(pubs)
         next_n = [0] * len(pubs)
         sent = 0
@@ -434,9 +430,8 @@ class _Worker:
     def _flush(self, pending: list[bytes]) -> None:
         for i, data in enumerate(pending):
             if data:
-                m = self.members[i]
                 try:
-                    k = m.sock.send(data)
+                    k = self.senders[i].send(data)
                 except BlockingIOError:
                     continue
                 pending[i] = data[k:]
@@ -446,6 +441,8 @@ class _Worker:
         mins = self.mins
         slots = len(mins)
         n_pub = len(lines)
+        pubs = self.members
+        credits = not self.wire.echo
         window = max(1, spec.window)
         per_pub = max(1, min(spec.batch, window // n_pub))
         sent = 0
@@ -470,6 +467,9 @@ class _Worker:
                 block = b"".join([line % (n, stamp) for n in range(n0, n0 + k)])
                 next_n[i] = n0 + k
                 pending[i] = block
+                if credits:
+                    pubs[i].count += k
+                    pubs[i].credit += k
             sent += k * n_pub
             self._flush(pending)
         return sent
@@ -478,6 +478,8 @@ class _Worker:
         spec = self.spec
         n_pub = len(lines)
         rate = max(spec.rate, 1e-3)
+        pubs = self.members
+        credits = not self.wire.echo
         t0 = time.time()
         j = 0
         phase = self.phase
@@ -493,6 +495,9 @@ class _Worker:
                 i = j % n_pub
                 pending[i] += lines[i] % (next_n[i], due_text(due))
                 next_n[i] += 1
+                if credits:
+                    pubs[i].count += 1
+                    pubs[i].credit += 1
                 j += 1
                 due = t0 + j / rate
             self._flush(pending)
@@ -501,7 +506,7 @@ class _Worker:
     def _wait_until(self, when: float) -> None:
         """Read our own sockets until ``when``, to the microsecond: ``epoll`` rounds its timeout up to
         a whole millisecond, which would make every paced message up to 1 ms late."""
-        socks = [m.sock for m in self.members if not m.closed]
+        socks = [m.sock for m in self.by_fd.values()]
         while True:
             remaining = when - time.time()
             if remaining <= 0:
@@ -509,14 +514,6 @@ class _Worker:
             ready, _, _ = select.select(socks, [], [], remaining)
             if ready:
                 self.receive(0.0)
-
-
-def _line_template(bot: str, text_bytes: int) -> bytes:
-    """The chat line a publisher sends, as a template ``line % (counter, due_text(due))``: the payload
-    (:func:`harness.record.payload.payload_template`) padded to exactly ``text_bytes``."""
-    unpadded = len(payload_template(bot) % (0, due_text(time.time())))
-    pad = max(0, text_bytes - unpadded - 1)  # the space before the padding counts too
-    return protocol.encode_client_line(payload_template(bot, pad).decode())
 
 
 def _set_lowat(sock: socket.socket, nbytes: int) -> None:
@@ -536,7 +533,7 @@ def worker_main(slot: int, spec: LoadSpec, names: list[str], shared: Shared, pip
     except Exception:  # any other failure is reported whole: the parent ends the run with it
         pipe.send(Failed(slot, traceback.format_exc(limit=5)))
     finally:
-        for m in worker.members:
-            m.sock.close()
+        for sock in {m.sock for m in worker.members} | set(worker.senders):
+            sock.close()
         worker.poller.close()
         pipe.close()

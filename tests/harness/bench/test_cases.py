@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from harness.bench.cases import MemoryProbe, _traceback_tail, latency_fields, rotated
+from harness.bench.cases import Bench, MemoryProbe, _traceback_tail, latency_fields, rotated
 from harness.bench.settings import TARGET, Settings, apply_quick, apply_tiny
 from harness.common.address import Endpoint
+from harness.common.peers import PEERS, missing_reason
 
 
 def test_latency_fields_are_percentiles_in_ms() -> None:
@@ -53,3 +56,25 @@ def test_profiles_and_target() -> None:
     assert t.tiny and t.sizes == [3] and t.designs_to_run == [TARGET]
     assert t.to_json()["target"] == "[::1]:9000"
     assert Settings().designs_to_run == ["direct", "queued", "batched"]
+
+
+def test_a_peer_not_installed_is_a_note_and_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = PEERS["ngircd"]
+    monkeypatch.setitem(PEERS, "ngircd", dataclasses.replace(spec, binary="/nonexistent/ngircd"))
+    bench = Bench(Settings(designs=["batched"], peers=["ngircd"]), progress=lambda line: None)
+    assert bench.notes == {"ngircd": "not installed (apt-get install ngircd)"}
+    assert bench.peers["ngircd"] == {
+        "available": False,
+        "version": None,
+        "note": "not installed (apt-get install ngircd)",
+    }
+    assert bench.servers("saturation") == ["batched"]
+
+
+def test_installed_peers_run_in_the_saturation_and_latency_cases_only() -> None:
+    if missing_reason("redis") is not None:
+        pytest.skip(f"redis: {missing_reason('redis')}")
+    bench = Bench(Settings(designs=["batched", "direct"], peers=["redis"]), progress=lambda line: None)
+    assert bench.servers("saturation") == bench.servers("latency") == ["batched", "direct", "redis"]
+    assert bench.servers("memory") == ["batched", "direct"]
+    assert bench.peers["redis"]["available"] and "Redis" in bench.peers["redis"]["version"]

@@ -137,3 +137,40 @@ def test_unreachable_target_is_reported_as_a_failed_run(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     (run,) = _load_summary(out)["runs"]
     assert "cannot connect" in run["error"]
+
+
+@pytest.mark.slow
+def test_peers_run_beside_our_designs_in_every_table(tmp_path: Path) -> None:
+    out = tmp_path / "peers.json"
+    peers = ["ngircd", "redis"]
+    proc = run_module(
+        "harness.bench",
+        ["--tiny", "--cases", "saturation,latency", "--designs", "batched,direct", "--peers", ",".join(peers)]
+        + ["--json", str(out), "--no-record"],
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = _load_summary(out)
+    installed = [p for p in peers if summary["peers"][p]["available"]]
+    for peer in peers:
+        info = summary["peers"][peer]
+        if not info["available"]:
+            assert (
+                info["note"]
+                == f"not installed (apt-get install {'redis-server' if peer == 'redis' else peer})"
+            )
+            assert f"{peer}: not installed" in proc.stdout
+    for case in ("saturation", "latency"):
+        assert {r["design"] for r in summary["rows"] if r["case"] == case} == {
+            "batched",
+            "direct",
+            *installed,
+        }
+    for r in summary["runs"]:
+        assert r["clean"] and r["error"] is None, r
+    (ratio,) = summary["ratios"]
+    for peer in installed:
+        assert _finite(ratio[f"batched_over_{peer}"]), ratio
+        assert f"batched/{peer}" in proc.stdout
+    assert "peers: batched >= 1.0x redis at 3 members" not in proc.stdout  # the goals' sizes are 10/50/200
+    assert "issue's figures" not in proc.stdout and "NOT measured here" not in proc.stdout

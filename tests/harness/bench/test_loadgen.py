@@ -5,7 +5,7 @@ from __future__ import annotations
 from chat import protocol
 from harness.bench.loadgen import CpuWindow, LoadSpec, is_generator_bound
 from harness.bench.loadgen.run import SERVER
-from harness.bench.loadgen.worker import _line_template
+from harness.bench.loadgen.wire import ChatWire
 from harness.common.procstat import CpuUse
 from harness.record.payload import decode_payload, due_text
 
@@ -34,7 +34,7 @@ def test_cpu_window_sums_the_workers_and_keeps_the_server_apart() -> None:
 
 
 def test_a_publishers_line_is_a_padded_payload_of_exactly_the_text_bytes() -> None:
-    line = _line_template("p0", 64) % (41, due_text(1700000000.25))
+    line = ChatWire("t0k3").template("p0", 64) % (41, due_text(1700000000.25))
     assert line.endswith(b"\n") and len(line) == 64 + 1
     payload = decode_payload(protocol.decode_line(line[:-1]))
     assert payload is not None and (payload.bot, payload.n, payload.due) == ("p0", 41, 1700000000.25)
@@ -44,5 +44,5 @@ def test_spec_names_are_unique_per_run_and_publishers_come_first() -> None:
     spec = LoadSpec("127.0.0.1", 1, members=4, publishers=2)
     names = spec.names()
     assert len(names) == 4 and names[:2] == [f"p0-{spec.token}", f"p1-{spec.token}"]
-    assert spec.marker == f" p0-{spec.token} bench-start\n".encode()
+    assert ChatWire(spec.token).marker(own=True) == f" p0-{spec.token} bench-start\n".encode()
     assert [spec.bot_id(n) for n in names] == ["p0", "p1", "m2", "m3"]

@@ -31,7 +31,18 @@ def test_tables_render_flags_and_ratios() -> None:
     assert "lost 3" in text
     assert "GENERATOR-BOUND" in text
     assert "4.50x" in text
-    assert "not measured here" in text
+    assert "not measured here" not in text and "ngircd" not in text
+
+
+def test_ratio_table_has_a_column_per_peer() -> None:
+    runs = [_run("batched", 50, 0, 4.0e6), _run("redis", 50, 0, 5.0e6), _run("ngircd", 50, 0, 2.0e6)]
+    rows = aggregate(runs)
+    text = _text(
+        saturation_table(rows), ratio_table(ratios(rows, [50], ["ngircd", "redis"]), ["ngircd", "redis"])
+    )
+    assert "batched/ngircd" in text and "2.00x" in text
+    assert "batched/redis" in text and "0.80x" in text
+    assert "redis" in text.split("Ratios")[0]  # the peers' rows in the saturation table
 
 
 def test_progress_line_shows_the_figure_the_cpu_and_the_flags() -> None:
