@@ -122,13 +122,15 @@ class Outbox:
         """Queue (or send) one line; return the backlog in lines after it."""
         raise NotImplementedError
 
-    def put_many(self, lines: list[bytes], send_until: float = math.inf) -> int:
+    def put_many(self, lines: list[bytes], send_until: float = math.inf, joined: bytes = b"") -> int:
         """Queue (or send) several lines, in order; return the backlog after them.
 
         ``send_until`` (a ``time.perf_counter()`` value) ends the ``batched``
-        fast path for this call once passed. This default is one :meth:`put`
-        per line, so ``direct`` and ``queued`` keep their cost model (one send,
-        one wake-up per line).
+        fast path for this call once passed. ``joined``, when not empty, is
+        ``b"".join(lines)``, made once by a broadcast for all its recipients
+        instead of once per recipient. This default is one :meth:`put` per
+        line, so ``direct`` and ``queued`` keep their cost model (one send, one
+        wake-up per line).
         """
         n = 0
         for line in lines:
@@ -353,80 +355,50 @@ class BatchedOutbox(Outbox):
             pass  # already released and not yet taken: one pending wake-up is enough
 
     def put(self, line: bytes) -> int:
-        if self.is_finishing:
-            return 0
-        lines = self._lines
-        if not lines and self.send_when_idle and not self.is_broken:
-            line = self._send_now(line)
-            if not line:
-                return 0
-        lines.append(line)
-        n = len(lines)
-        if n == 1:  # empty -> non-empty: the writer may be asleep
-            self._signal()
-        return n
+        return self.put_many([line])
 
-    def put_many(self, batch: list[bytes], send_until: float = math.inf) -> int:
+    def put_many(self, batch: list[bytes], send_until: float = math.inf, joined: bytes = b"") -> int:
         if self.is_finishing:
             return 0
         lines = self._lines
-        if not lines and self.send_when_idle and not self.is_broken and time.perf_counter() < send_until:
-            batch = self._send_many_now(batch)
-            if not batch:
-                return 0
+        if (
+            not lines
+            and self.send_when_idle
+            and not self.is_broken
+            and time.perf_counter() < send_until
+            and self._sending.acquire(blocking=False)
+        ):
+            # The idle fast path: the whole batch in one send, without blocking.
+            # It runs once per recipient of every broadcast, so it is one call
+            # that makes no list and no bytes when the socket takes everything.
+            # Taken only with the deque empty and ``_sending`` free (the writer
+            # holds no bytes), so nothing older can still be on its way: order
+            # is kept. A full socket buffer or a broken peer leave the rest to
+            # the writer, which may block on it; the caller never does.
+            data = joined or (batch[0] if len(batch) == 1 else b"".join(batch))
+            try:
+                taken = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                taken = 0
+            except OSError as exc:
+                # The peer is gone: the writer meets the same error and stops,
+                # and the reader of this connection reports it.
+                log.debug("send to %s failed: %s", self.label, exc)
+                taken = -1
+            finally:
+                self._sending.release()
+            if taken > 0:
+                self.sends += 1
+                self.bytes_sent += taken
+                self.is_stalled = False
+                if taken == len(data):
+                    return 0
+                batch = _untaken(batch, taken)
         lines.extend(batch)  # one C call for the whole batch
         n = len(lines)
         if n <= len(batch):  # nothing older than this batch is left: the writer may be asleep
             self._signal()
         return n
-
-    # -- the idle fast path, called with the room lock held ------------------------
-    def _send_now(self, data: bytes) -> bytes:
-        """Hand ``data`` to the socket without blocking; return what it did not take.
-
-        Only called with the deque empty; sends only if the writer holds no
-        bytes (``_sending`` is free), so nothing older than ``data`` can still be
-        on its way: order is kept. A writer at work, a full socket buffer or a
-        broken peer leave the rest to the writer, which may block on it; the
-        caller never does.
-        """
-        if not self._sending.acquire(blocking=False):
-            return data  # the writer is sending: queue behind what it holds
-        try:
-            n = self.sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return data
-        except OSError as exc:
-            # The peer is gone: the writer meets the same error and stops, and
-            # the reader of this connection reports it.
-            log.debug("send to %s failed: %s", self.label, exc)
-            return data
-        finally:
-            self._sending.release()
-        self.sends += 1
-        self.bytes_sent += n
-        self.is_stalled = False
-        return data[n:]
-
-    def _send_many_now(self, batch: list[bytes]) -> list[bytes]:
-        """:meth:`_send_now` for a batch: return the lines (or the part of one) it did not take."""
-        if len(batch) == 1:
-            rest = self._send_now(batch[0])
-            return [rest] if rest else []
-        data = b"".join(batch)
-        rest = self._send_now(data)
-        if not rest:
-            return []
-        if len(rest) == len(data):
-            return batch
-        # Keep the backlog counted in lines: the untaken tail of a partly sent
-        # line, then the whole lines after it.
-        taken = len(data) - len(rest)
-        for i, line in enumerate(batch):
-            if taken < len(line):
-                return [line[taken:], *batch[i + 1 :]]
-            taken -= len(line)
-        return []
 
     def backlog(self) -> int:
         return len(self._lines)
@@ -453,6 +425,19 @@ class BatchedOutbox(Outbox):
                     self._send(chunk)
             if self.is_aborted or (self.is_finishing and not lines):
                 return
+
+
+def _untaken(batch: list[bytes], taken: int) -> list[bytes]:
+    """What is left of ``batch`` after a send took its first ``taken`` bytes.
+
+    Keeps the backlog counted in lines: the untaken tail of a partly sent
+    line, then the whole lines after it.
+    """
+    for i, line in enumerate(batch):
+        if taken < len(line):
+            return [line[taken:], *batch[i + 1 :]]
+        taken -= len(line)
+    return []
 
 
 def make_outbox(design: Delivery, sock: socket.socket, name: str = "") -> Outbox:

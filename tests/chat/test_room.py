@@ -268,9 +268,10 @@ def test_a_room_that_overrides_a_step_keeps_the_chunked_say(sockets: Sockets) ->
     calls: list[int] = []
     put_many = bob.outbox.put_many
 
-    def counted(batch: list[bytes], send_until: float = 0.0) -> int:
+    def counted(batch: list[bytes], send_until: float = 0.0, joined: bytes = b"") -> int:
         calls.append(len(batch))
-        return put_many(batch, send_until)
+        assert joined in (b"", b"".join(batch))  # joined once for all recipients, or not at all
+        return put_many(batch, send_until, joined)
 
     bob.outbox.put_many = counted  # type: ignore[method-assign]
     texts = [f"m{i}" for i in range(70)]
