@@ -20,6 +20,8 @@ DEFAULT_MAX_CLIENTS = 5
 #: client-output-buffer-limit is the model).
 DEFAULT_MAX_BACKLOG = 1000
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+#: The metrics endpoint has no authentication: loopback only, unless --metrics-host says otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 #: Every thread the server starts is joined within these on shutdown: writers
 #: get SHUTDOWN_FLUSH to send what is queued, then every thread SHUTDOWN_JOIN

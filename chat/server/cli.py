@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "'metrics on URL' (default: off, and the room's lock is a plain threading.Lock)",
     )
     parser.add_argument(
+        "--metrics-host",
+        default=config.DEFAULT_METRICS_HOST,
+        help="address the metrics endpoint listens on, whatever --host is: it has no "
+        "authentication, so it stays on loopback unless you say otherwise (default: %(default)s)",
+    )
+    parser.add_argument(
         "--unsafe",
         metavar="BUG",
         default=None,
@@ -184,10 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chat.metrics import serve_metrics
 
         try:
-            metrics = serve_metrics(server.room, args.host, args.metrics_port, unsafe=args.unsafe)
+            metrics = serve_metrics(server.room, args.metrics_host, args.metrics_port, unsafe=args.unsafe)
         except OSError as exc:
             print(
-                f"{PROG}: cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror or exc}",
+                f"{PROG}: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                f"{exc.strerror or exc}",
                 file=sys.stderr,
             )
             return 2
