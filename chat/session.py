@@ -101,6 +101,8 @@ class Session:
             if not data:
                 self.room.leave(self.conn, LeaveReason.DISCONNECTED)
                 return
+            if self.conn.is_silent:  # only this thread clears it: no lock needed to read it
+                self.room.heard(self.conn)
             if not self._lines(self.buffer.feed(data)):
                 return
 

@@ -44,6 +44,21 @@ def _window(text: str) -> float:
     return value
 
 
+def _keepalive(text: str) -> float:
+    """0 (off), or at least 1 second: the kernel's keepalive timers count whole seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value == 0 or 1 <= value <= MAX_KEEPALIVE):
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or 1 to {MAX_KEEPALIVE:g} seconds: {text}")
+    return value
+
+
+#: TCP_KEEPIDLE is at most 32767 s in Linux; half the budget is idle time.
+MAX_KEEPALIVE = 32767.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.OneLineParser(
         prog="python -m chat.server",
@@ -89,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=cli.seconds,
         default=config.DEFAULT_HANDSHAKE_TIMEOUT,
         help="seconds a new connection has to send an accepted username (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keepalive",
+        metavar="SECONDS",
+        type=_keepalive,
+        default=config.DEFAULT_KEEPALIVE,
+        help="a member whose machine vanished (no FIN, no RST) is announced as disconnected and "
+        "its slot freed within twice this, by TCP keepalive and TCP_USER_TIMEOUT; at least 1, "
+        "or 0 for off (default: %(default)g)",
     )
     parser.add_argument(
         "--sndbuf",
@@ -145,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_line=args.max_line,
         max_backlog=args.max_backlog,
         handshake_timeout=args.handshake_timeout,
+        keepalive=args.keepalive,
         sndbuf=args.sndbuf,
     )
 
