@@ -72,7 +72,7 @@ class Probe:
                 return None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Broken(f"{self.label} waited {timeout:g} s for {waiting_for} and got nothing")
+                raise Broken(f"{self.label} waited {timeout:.2g} s for {waiting_for} and got nothing")
             self.sock.settimeout(remaining)
             try:
                 data = self.sock.recv(65536)
