@@ -166,9 +166,11 @@ class Outbox:
 
     # -- writer side ----------------------------------------------------------
     def start(self) -> None:
+        """Start the writer thread, if the design has one; RuntimeError when the OS refuses a thread."""
         if self.has_writer:
-            self.thread = threading.Thread(target=self._run, name=f"writer-{self.label}", daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=self._run, name=f"writer-{self.label}", daemon=True)
+            thread.start()
+            self.thread = thread  # only a started thread: join() must never meet an unstarted one
 
     def join(self, timeout: float | None) -> bool:
         """Wait for the writer thread; True when it has ended."""
