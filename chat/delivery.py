@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -218,14 +219,17 @@ class Outbox:
                 self._progress.notify_all()
 
     # -- backpressure, called by readers WITHOUT the room lock ------------------
-    def wait_below(self, high_water: int, deadline: float) -> None:
-        """Wait while this outbox holds more than ``high_water`` lines.
+    def wait_below(self, high_water: int, deadline: float) -> int:
+        """Wait while this outbox holds more than ``high_water`` lines; return the slices waited.
 
         Returns when it drains to the mark or stops; or, marking it stalled
         (nobody waits for it again until its writer makes progress, so it will
         be dropped as slow when it overflows), at ``deadline`` or when its
-        writer moves no byte for :data:`STALL_TIMEOUT`.
+        writer moves no byte for :data:`STALL_TIMEOUT`. The count of slices
+        (times this reader ran while it waited) is what
+        :func:`wait_for_congested` needs to judge the other recipients too.
         """
+        slices = 0
         with self._progress:
             self._waiters += 1
             try:
@@ -235,7 +239,7 @@ class Outbox:
                 while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
                     if self.is_broken:  # its writer is gone: nothing will drain it
                         self.is_stalled = True
-                        return
+                        break
                     now = time.monotonic()
                     if now >= deadline:
                         if peer_is_behind(self.sock):
@@ -244,7 +248,7 @@ class Outbox:
                             # stalled until its writer makes progress.
                             self.is_stalled = True
                             log.info("%s stalled: its peer is still behind at the deadline", self.label)
-                        return  # else the server is behind, not the peer: the reader decides
+                        break  # else the server is behind, not the peer: the reader decides
                     if self.bytes_sent != progress:
                         progress, since, idle_slices = self.bytes_sent, now, 0
                     elif now - since >= STALL_TIMEOUT and idle_slices >= STALL_SLICES_MIN:
@@ -252,11 +256,13 @@ class Outbox:
                         # STALL_TIMEOUT froze the writer and this reader alike.
                         self.is_stalled = True
                         log.info("%s stalled: no progress for %.1f s", self.label, STALL_TIMEOUT)
-                        return
+                        break
                     self._progress.wait(min(STALL_SLICE, deadline - now))
                     idle_slices += 1
+                    slices += 1
             finally:
                 self._waiters -= 1
+        return slices
 
 
 class DirectOutbox(Outbox):
@@ -472,6 +478,45 @@ def peer_is_behind(sock: socket.socket) -> bool:
     if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
         return True  # reset or shut: gone, which is as behind as a peer gets
     return not mask & select.POLLOUT
+
+
+def wait_for_congested(
+    congested: Outbox, watched: Sequence[Outbox], high_water: int, deadline: float
+) -> None:
+    """Wait for ``congested`` (:meth:`Outbox.wait_below`); judge every ``watched`` outbox on the same wait.
+
+    One wait is evidence about every recipient, not only the one waited for.
+    When it lasted at least :data:`STALL_TIMEOUT` and this reader ran at least
+    :data:`STALL_SLICES_MIN` slices in it (the process was not merely
+    descheduled), an outbox whose writer moved no byte during the whole wait
+    and whose peer is still behind (:func:`peer_is_behind`: its socket takes
+    nothing) stopped reading as surely as one that was waited for, and is
+    marked stalled with it. So members that stop reading together cost the room
+    one stall period, not one each in turn (docs/architecture.md,
+    "Backpressure and slow consumers").
+    """
+    before = [(o, o.bytes_sent) for o in watched if o is not congested and not o.is_stalled]
+    start = time.monotonic()
+    slices = congested.wait_below(high_water, deadline)
+    if slices < STALL_SLICES_MIN or time.monotonic() - start < STALL_TIMEOUT:
+        return
+    stalled = 0
+    for outbox, sent in before:
+        if (
+            outbox.bytes_sent == sent
+            and not outbox.is_stalled
+            and not outbox.is_finishing
+            and peer_is_behind(outbox.sock)
+        ):
+            outbox.is_stalled = True
+            stalled += 1
+    if stalled:
+        log.info(
+            "%d more stalled with %s: no progress and their peers behind during the same %.1f s",
+            stalled,
+            congested.label,
+            time.monotonic() - start,
+        )
 
 
 def shutdown_socket(sock: socket.socket) -> None:

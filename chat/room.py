@@ -28,6 +28,7 @@ behind a blocked ``direct`` send). The sections, by name:
 ``join``       check the name is free, register it, send ``OK``, broadcast JOIN;
 ``say``        broadcast MSG lines;
 ``who``        answer ``/who`` from the registry;
+``outboxes``   every member's outbox, for a reader about to pause (backpressure);
 ``leave``      unregister, broadcast LEAVE (quit, disconnected or slow);
 ``release``    free the slot of a closed connection;
 ``shutdown``   BYE to every connection, then no more broadcasts.
@@ -43,7 +44,9 @@ Nothing under the lock blocks, except in the ``direct`` delivery design, which
 sends under the lock on purpose (see :mod:`chat.delivery`). Readers that wait for
 a congested recipient (backpressure) wait *outside* the lock: ``say`` stops at
 the first recipient past the high-water mark and returns it, the reader waits
-for it to drain, then broadcasts the rest. docs/architecture.md explains the rule.
+for it to drain (judging every other recipient on the same wait, so that members
+that stop reading together are found together), then broadcasts the rest.
+docs/architecture.md explains the rule.
 
 Extension points
 ----------------
@@ -297,6 +300,16 @@ class Room:
             names = protocol.sort_names([c.name for c in self.members.values() if c.name])
             if conn.outbox.put(protocol.format_event(protocol.Users(names))) > self.max_backlog:
                 self._overflow_locked(conn)
+
+    def outboxes(self) -> list[Outbox]:
+        """Critical section ``outboxes``: every member's outbox, for a reader about to wait for one.
+
+        What :func:`chat.delivery.wait_for_congested` watches while the reader
+        waits, so that one wait judges every recipient (the backpressure rule,
+        docs/architecture.md). Called only before a pause, never per broadcast.
+        """
+        with self.lock:
+            return [c.outbox for c in self._recipients_locked()]
 
     def leave(self, conn: Connection, reason: LeaveReason) -> bool:
         """Critical section ``leave``: unregister ``conn`` and announce why.

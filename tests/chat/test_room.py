@@ -204,6 +204,15 @@ def test_say_does_not_pause_for_a_stalled_outbox_nor_when_told_not_to(sockets: S
     assert room.say(alice, ["y"] * 5) == (5, None)
 
 
+def test_outboxes_are_the_members_ones_what_a_pausing_reader_watches(sockets: Sockets) -> None:
+    room = Room(max_clients=5, max_backlog=100)
+    alice, bob = connect(room, sockets, "alice"), connect(room, sockets, "bob")
+    connect(room, sockets)  # handshaking: receives no broadcast, so never makes the room wait
+    assert sorted(room.outboxes(), key=id) == sorted([alice.outbox, bob.outbox], key=id)
+    room.leave(bob, LeaveReason.QUIT)
+    assert room.outboxes() == [alice.outbox]
+
+
 def test_replies_count_towards_the_backlog(sockets: Sockets) -> None:
     room = Room(max_clients=5, max_backlog=4)
     alice = connect(room, sockets, "alice")
