@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 SCHEMA_VERSION = 1
+#: The note of a level left out because an earlier one failed (without --keep-going).
+AFTER_FAILURE = "an earlier level failed"
 
 
 class Outcome(str, enum.Enum):
@@ -136,8 +138,12 @@ def show(card: Card, console: Console) -> None:
                 console.print(f"  hint: {r.hint}", highlight=False, markup=False, soft_wrap=True)
             if r.lesson:
                 console.print(f"  read: {r.lesson}", highlight=False, markup=False, soft_wrap=True)
-        elif r.note:
+        elif r.note and r.note != AFTER_FAILURE:
             console.print(f"{r.name}: {r.note}", highlight=False, markup=False, soft_wrap=True)
+    skipped = [r.name for r in card.levels if r.note == AFTER_FAILURE]
+    if skipped:
+        text = f"not graded after the failed level: {', '.join(skipped)} (--keep-going grades them all)"
+        console.print(f"\n{text}", highlight=False, markup=False, soft_wrap=True)
     graded = card.as_dict()
     verdict = "PASS" if card.passed else "FAIL"
     console.print(

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from chat.cli import OneLineParser, positive_int
 from harness.common.address import Endpoint, endpoint_arg
-from harness.grade.card import Card, LevelResult, Outcome, show, to_json, write_gradescope
+from harness.grade.card import AFTER_FAILURE, Card, LevelResult, Outcome, show, to_json, write_gradescope
 from harness.grade.levels import LEVEL_NAMES, LEVELS, Level, NotGraded, RunContext, level_named
 from harness.grade.probe import Broken
 from harness.grade.server import CannotStart, StartedServer, Target
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for level in levels:
             if failed and not args.keep_going:
                 card.levels.append(
-                    LevelResult(level.name, level.promise, Outcome.NOT_GRADED, note="an earlier level failed")
+                    LevelResult(level.name, level.promise, Outcome.NOT_GRADED, note=AFTER_FAILURE)
                 )
                 continue
             result = grade_level(level, target, args.runs or level.runs, progress if live else None)
