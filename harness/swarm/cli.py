@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", metavar="DIR", help="save the run record in DIR (default: runs/<time>-<scenario>/)"
     )
     rec.add_argument("--no-record", action="store_true", help="do not save a run record")
+    p.add_argument(
+        "--keep-runs",
+        type=cli.non_negative_int,
+        default=store.DEFAULT_KEEP_RUNS,
+        metavar="N",
+        help="keep only the N newest run records in runs/ (0: keep all; not with --record) "
+        "(default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed of the scenario (default: random)")
     p.add_argument(
         "--procs",
@@ -169,7 +177,9 @@ def _record_dir(args: argparse.Namespace, scenario: str) -> Path | None:
             path = Path(args.record)
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return store.new_run_dir("runs", scenario)
+        path = store.new_run_dir("runs", scenario)
+        store.prune_runs("runs", args.keep_runs, spare=path)
+        return path
     except OSError as exc:
         raise SetupError(f"cannot create the run record folder: {exc.strerror or exc}") from None
 

@@ -273,7 +273,8 @@ class Conductor:
         self._drained_deadline: float | None = None
         self._hard_deadline = self.t_begin + hard_limit + 10.0
         self._dead_since: dict[int, float] = {}
-        self._next_tick = self.t_begin + 1.0
+        # The first tick at once: it is the base of the rates, so the first progress line has some.
+        self._next_tick = self.t_begin
         self._next_progress = self.t_begin + PROGRESS_EVERY
 
     @property

@@ -105,6 +105,26 @@ def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
     assert f"run record: runs/{runs[0].name}" in proc.stderr
 
 
+def test_keep_runs_prunes_the_oldest_records(tmp_path: Path) -> None:
+    old = []
+    for day in (1, 2, 3):
+        path = tmp_path / "runs" / f"2026110{day}T000000Z-chat"
+        path.mkdir(parents=True)
+        (path / "events.jsonl").write_text("")
+        old.append(path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.swarm", *PASSING, "--clients", "2", "--keep-runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(left) == 2 and left[0] == old[2].name  # the newest old one, and this run's
+
+
 # -- exit code 2: usage and setup errors -----------------------------------------------------------
 
 
@@ -118,6 +138,7 @@ def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
         (["--duration", "-1"], "--duration"),
         (["--metrics", "http://127.0.0.1:1/metrics"], "--metrics needs --target"),
         (["--no-record", "--record", "x"], "not allowed with"),
+        (["--keep-runs", "-1"], "--keep-runs"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
