@@ -21,9 +21,10 @@ import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chat import cli
 from harness.common.address import endpoint_arg
@@ -45,7 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--clients", type=cli.positive_int, default=50, help="bots (default: %(default)s)")
     p.add_argument(
-        "--duration", type=cli.seconds, default=10.0, help="seconds of the chat phase (default: %(default)s)"
+        "--duration",
+        type=duration,
+        default=10.0,
+        help="length of the chat phase: seconds, or with a unit: 90s, 10m, 1h (default: %(default)s)",
+    )
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="soak: run the scenario in rounds against one server for the whole --duration, sample the "
+        "server's RSS, threads and descriptors, and judge leaks",
     )
     p.add_argument(
         "--rate",
@@ -138,6 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``1.5m`` or ``1h`` (more than 0)."""
+    unit = _UNITS.get(text[-1:].lower()) if text else None
+    if unit is None:
+        return cli.seconds(text)
+    try:
+        return cli.seconds(text[:-1]) * unit
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not a duration (e.g. 90, 90s, 10m, 1h): {text}") from None
+
+
 def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
     parser = build_parser()
     if args.metrics and not args.target:
@@ -217,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError:
                 pass  # stderr closed: the summary will say it all the same
 
+    if args.soak:
+        return _soak(args, settings, argv, err, stop, on_signal)
     try:
         record_dir = _record_dir(args, settings.scenario)
         swarm = Swarm(
@@ -281,5 +307,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader of stdout went away (e.g. `| head -0`): the exit code still tells.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return result.exit_code
+
+
+def _soak(
+    args: argparse.Namespace,
+    settings: SwarmSettings,
+    argv: list[str],
+    err: Any,
+    stop: StopFlag,
+    on_signal: Callable[[int, FrameType | None], None],
+) -> int:
+    """``--soak``: rounds against one server (:mod:`harness.swarm.soak`), progress lines, the verdict."""
+    from harness.swarm.dashboard import soak_view
+    from harness.swarm.soak import round_seconds, run_soak
+
+    def line(text: str) -> None:
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        record_dir = _record_dir(args, f"{settings.scenario}-soak")
+        line(
+            f"soak: {settings.scenario}, {settings.clients} bots, {settings.duration:g} s in rounds of "
+            f"{round_seconds(settings.duration):g} s, seed {settings.seed}"
+        )
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            result = run_soak(
+                settings, record_dir=record_dir, progress=line, argv=[PROG.split()[-1], *argv], stop=stop
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    except SetupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    doc = result.doc
+    err.print(soak_view(doc))
+    if result.record_dir is not None:
+        line(f"run record: {result.record_dir}")
+    try:
+        if args.json:
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(doc["summary"] + "\n")
+        for violation in doc["violations"][:10]:
+            line(f"  [{violation['check']}] {violation['message']}")
+        sys.stdout.flush()
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code
