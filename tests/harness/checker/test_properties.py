@@ -399,3 +399,17 @@ def test_a_misnumbered_broadcast_breaks_seq(cfg: SimConfig, data: st.DataObject,
     report = check_all(broken, CONFIG)
     assert "seq" in fired(report)
     assert fired(report) <= {"seq", "agreement"}
+
+
+def test_a_swap_whose_first_receipts_tie_still_breaks_agreement() -> None:
+    """Found by the property above: b4 swaps MSG 27 and 28 of its own; b4's new time for 28 equals b1's
+    first receipt of 27, so the first-receipt candidate order ranks them equal. A tie is no order."""
+    cfg = SimConfig(4, 20, 4549, "global", seq_start=1, quits=1, drops=2, slow=0, whos=0, racers=2)
+    cfg = dataclasses.replace(cfg, lag=0.0005)
+    broken = copy(simulate_run(cfg))
+    h = next(h for h in broken if h.client == "b4")
+    ea, eb = h.events[9], h.events[11]
+    assert isinstance(ea, Received) and isinstance(eb, Received)
+    assert ea.line.startswith("MSG 27 ") and eb.line.startswith("MSG 28 ")
+    h.events[9], h.events[11] = Received(ea.t, eb.line), Received(eb.t, ea.line)
+    assert "agreement" in fired(check_all(broken, CONFIG))
