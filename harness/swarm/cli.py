@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bots joining per second before the start; 0 joins them all at once (default: %(default)s)",
     )
     p.add_argument(
+        "--max-backlog",
+        type=cli.positive_int,
+        metavar="N",
+        help="the server's --max-backlog: a slow reader must be dropped before more than N lines pile up "
+        "for it (default: the own server's; with --target, not judged unless given)",
+    )
+    p.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -190,6 +197,7 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
         pad=args.pad,
         burst=args.burst,
         ramp=args.ramp,
+        max_backlog=args.max_backlog,
     )
 
 

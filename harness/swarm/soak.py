@@ -31,7 +31,15 @@ from harness.checker.leaks import ResourceSample, ResourceVerdict, check_leaks
 from harness.common.launcher import ServerProcess
 from harness.common.procstat import find_listening_pid, sample_process
 from harness.record import store
-from harness.swarm.run import SetupError, StopFlag, Swarm, SwarmSettings, probe, start_own_server
+from harness.swarm.run import (
+    SetupError,
+    StopFlag,
+    Swarm,
+    SwarmSettings,
+    judged_backlog,
+    probe,
+    start_own_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +167,7 @@ def run_soak(
                 metrics_url=metrics_url,
                 duration=max(1.0, min(each, total - elapsed)),
                 seed=settings.seed + i,
+                max_backlog=judged_backlog(settings, server is not None),
             )
             swarm = Swarm(round_settings, record_dir=None, progress=None, argv=argv, stop=stop)
             started = time.monotonic() - t0

@@ -330,3 +330,25 @@ def test_correct_servers_of_other_styles_pass(bug: str, broken: Any) -> None:
     assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3])
     if bug == "no-seq":
         assert doc["seq_style"] == "unnumbered"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server_backlog", ["1000", "1000000000"], ids=["drops", "never-drops"])
+def test_the_slow_scenario_fails_on_a_server_that_never_drops_a_slow_reader(server_backlog: str) -> None:
+    """Told the contract's bound (--max-backlog 1000), the swarm fails a server that queues without
+    bound for a reader that stopped (here ours with a bound it never reaches); the control, the same
+    run against the server with that bound, passes."""
+    server = ServerProcess("--max-clients", "60", "--sndbuf", "4096", "--max-backlog", server_backlog).start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        args = ["--clients", "20", "--duration", "6", "--rate", "40", "--no-dashboard", "--seed", "5"]
+        args += ["--scenario", "slow", "--target", target, "--max-backlog", "1000"]
+        code, doc, stderr = swarm_json(*args)
+    finally:
+        assert "Traceback" not in server.stop()
+    unbounded = [v for v in doc["violations"] if "never dropped as slow" in v["message"]]
+    if server_backlog == "1000":
+        assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3], stderr[-1500:])
+        return
+    assert code == 1 and doc["verdict"] == "FAIL", doc["summary"]
+    assert unbounded and unbounded[0]["witness"]["max_backlog"] == 1000, doc["violations"][:3]
