@@ -7,7 +7,9 @@
 # clients. Run from a terminal it attaches to the session; run without one (a script, CI) it leaves the session
 # detached and prints how to attach. Without tmux it opens four terminal-emulator windows if it finds one,
 # else it prints the commands to run by hand. Clients start only once the server has printed its
-# "listening on HOST:PORT" line. Environment: PYTHON (default python3), CHAT_SESSION (default chat).
+# "listening on HOST:PORT" line. In tmux it then checks that the server and the three clients run (each
+# client shows its name prompt); if one died, it says which and shows its last lines, ends the session and
+# exits 1. Environment: PYTHON (default python3), CHAT_SESSION (default chat).
 set -euo pipefail
 
 usage="usage: run_chat.sh [PORT]   (default 9999)"
@@ -16,6 +18,8 @@ PYTHON="${PYTHON:-python3}"
 SESSION="${CHAT_SESSION:-chat}"
 HOST="localhost"
 READY_TIMEOUT=20 # seconds for the server to print its listening line (a cold start on a loaded machine)
+CLIENT_TIMEOUT=20 # seconds for each client to start, connect and show its name prompt
+NAME_PROMPT="username:"
 
 case "${1:-}" in
     -h | --help)
@@ -106,14 +110,54 @@ wait_for_server() {
     esac
 }
 
+# Says why a pane failed: its title, exit status and last lines (tmux keeps them: remain-on-exit).
+report_pane() { # $1 pane id, $2 what happened
+    local title last
+    title="$(tmux display-message -p -t "$1" '#{pane_title}')"
+    echo "$prog: $title $2; its last lines:" >&2
+    last="$(tmux capture-pane -p -J -t "$1" | grep -v '^Pane is dead' | grep -v '^[[:space:]]*$' | tail -n 8)"
+    printf '%s\n' "${last:-(nothing)}" | sed 's/^/    /' >&2
+    if [[ $last == *ModuleNotFoundError* ]]; then
+        echo "$prog: is the virtual environment active? Every terminal needs it: . .venv/bin/activate" >&2
+    fi
+}
+
+# Waits, at most CLIENT_TIMEOUT seconds, until every client shows its name prompt (it runs and reached the
+# server) while the server still runs; fails at the first pane that died, saying which and why. A poll of
+# the panes' state: tmux has no event for "this pane printed that".
+check_panes() { # $1 the server's pane id
+    local deadline=$((SECONDS + CLIENT_TIMEOUT)) pane dead status waiting
+    while :; do
+        waiting=""
+        while read -r pane dead status; do
+            if [[ $dead == 1 ]]; then
+                report_pane "$pane" "exited (status ${status:-unknown})"
+                return 1
+            fi
+            if [[ $pane != "$1" ]] && ! tmux capture-pane -p -t "$pane" | grep -q "$NAME_PROMPT"; then
+                waiting="$pane"
+            fi
+        done < <(tmux list-panes -t "$1" -F '#{pane_id} #{pane_dead} #{pane_dead_status}')
+        [[ -z $waiting ]] && return 0
+        if ((SECONDS >= deadline)); then
+            report_pane "$waiting" "runs but did not show its '$NAME_PROMPT' prompt within ${CLIENT_TIMEOUT} s"
+            return 1
+        fi
+        sleep 0.1 # the pace of the poll; the deadline above bounds it
+    done
+}
+
 if [[ -z $term ]]; then
     if tmux has-session -t "=$SESSION" 2>/dev/null; then
         echo "$prog: a tmux session named '$SESSION' already exists; attach with 'tmux attach -t $SESSION'" \
             "or end it with 'tmux kill-session -t $SESSION'" >&2
         exit 1
     fi
+    # remain-on-exit keeps a pane that died, with its last lines and exit status, until check_panes has
+    # looked at it; set in the same tmux command as the session, before any pane can die.
     server_pane="$(tmux new-session -d -P -F '#{pane_id}' -s "$SESSION" -n chat -c "$(pwd)" \
-        bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" 3>&-)"
+        bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" 3>&- \; \
+        set-option -w remain-on-exit on)"
     tmux select-pane -t "$server_pane" -T server
     if ! port="$(wait_for_server)"; then
         tmux kill-session -t "=$SESSION" 2>/dev/null || true
@@ -128,6 +172,11 @@ if [[ -z $term ]]; then
         tmux select-layout -t "$server_pane" tiled >/dev/null
         first_client="${first_client:-$pane}"
     done
+    if ! check_panes "$server_pane"; then
+        tmux kill-session -t "=$SESSION" 2>/dev/null || true
+        exit 1
+    fi
+    tmux set-option -w -t "$server_pane" remain-on-exit off >/dev/null # from now on a pane that ends closes
     tmux set-option -w -t "$server_pane" pane-border-status top >/dev/null
     tmux set-option -w -t "$server_pane" pane-border-format ' #{pane_title} ' >/dev/null
     tmux set-option -t "$server_pane" mouse on >/dev/null # a session option: click a pane to type in it

@@ -145,6 +145,15 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def full_message(address: str, text: str) -> str:
+    """The one line for ``ERR full``: says "full" once, and keeps whatever else the server added."""
+    detail = printable(text).strip()
+    lead = "the server is full"
+    if detail.lower().startswith(lead):
+        detail = detail[len(lead) :].lstrip(" ,;:-")
+    return f"the server at {address} is full" + (f": {detail}" if detail else "")
+
+
 def printable(text: str) -> str:
     """``text`` with each control character written as an escape (ESC becomes ``\\x1b``).
 
@@ -536,7 +545,7 @@ class ChatClient:
         if self.user_left:
             return 0
         if self.full is not None:
-            return self._fail(f"the server at {self.address} is full ({printable(self.full.text)})")
+            return self._fail(full_message(self.address, self.full.text))
         if self.bye is not None:
             return 0
         detail = ""

@@ -17,6 +17,11 @@ import pytest
 from tests.helpers import LineClient, ServerProcess
 
 DELIVERIES = ("direct", "queued", "batched")
+#: The batched design with its idle fast path off, so that the writer thread carries every line.
+WRITER_ONLY = "tests.fixtures.writer_only_server"
+#: (delivery, server module) of the ordering tests: each design, and batched's writer alone.
+ORDERING_SERVERS = [(d, "chat.server") for d in DELIVERIES] + [("batched", WRITER_ONLY)]
+ORDERING_IDS = [*DELIVERIES, "batched-writer-only"]
 #: Designs with a writer thread per member: the slow-consumer rule applies to them only.
 WRITER_DELIVERIES = ("queued", "batched")
 
@@ -32,8 +37,8 @@ class ServerFactory:
     def __init__(self) -> None:
         self.servers: list[ServerProcess] = []
 
-    def __call__(self, *args: str) -> ServerProcess:
-        server = ServerProcess(*args)
+    def __call__(self, *args: str, module: str = "chat.server") -> ServerProcess:
+        server = ServerProcess(*args, module=module)
         self.servers.append(server)
         return server.start()
 

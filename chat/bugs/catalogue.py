@@ -103,6 +103,7 @@ BUGS: dict[str, Bug] = {
             "check-then-act on usernames: two members with one name",
             rooms.NameCheckRaceRoom,
             0.02,
+            scenario="name-race",
         ),
         Bug(
             "iterate-while-mutating",

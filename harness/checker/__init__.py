@@ -15,6 +15,7 @@ module                  what it holds
 ``loss``                the ``loss`` check
 ``membership``          the ``membership`` and ``names`` checks
 ``liveness``            the ``liveness`` check
+``leaks``               the ``leaks`` check of a soak: server resources over time, not histories
 ``sequences``           helpers over numbers: longest increasing run, global numbering
 ``suite``               every check at once: :func:`check_all`
 ``simulate``            the generator of correct runs

@@ -26,7 +26,42 @@ def check_liveness(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
             )
         if c.role not in SLOW_ROLES and c.sent:
             _add_late_echoes(run, c, res)
+        if c.role in SLOW_ROLES and run.config.max_backlog is not None:
+            _add_unbounded_backlog(run, c, res)
     return res
+
+
+#: A broadcast a slow reader received this long after it was due waited for the reader (it did not read).
+HELD_AFTER = 0.5
+#: Bytes of a slow reader's held lines that kernel buffers account for (its small receive buffer and the
+#: server's send buffer, each doubled by Linux, with room to spare): not the server's backlog.
+KERNEL_SLACK_BYTES = 64 * 1024
+
+
+def _add_unbounded_backlog(run: ParsedRun, c: ParsedClient, res: CheckResult) -> None:
+    """A reader that stopped reading is dropped once its backlog passes the server's bound.
+
+    What the server held for it shows when it reads again: the broadcasts that reach it long after they
+    were due. Past what kernel buffers hold, more of them than ``max_backlog`` means the server queued
+    without bound instead of dropping it as slow (memory grows with every non-reader).
+    """
+    bound = run.config.max_backlog
+    assert bound is not None
+    held = 0
+    slack = KERNEL_SLACK_BYTES
+    for p, t in zip(c.stream, c.times, strict=True):
+        if p.due is None or t - p.due <= HELD_AFTER:
+            continue
+        if slack > 0:
+            slack -= len(p.line) + 1
+            continue
+        held += 1
+    if held > bound:
+        res.add(
+            f"{c.client} stopped reading and was never dropped as slow: {held:,} lines were held for it "
+            f"beyond its kernel buffers, more than the server's --max-backlog {bound:,}",
+            {**c.label(), "held": held, "max_backlog": bound, "kernel_slack_bytes": KERNEL_SLACK_BYTES},
+        )
 
 
 def _add_slow_handshake(run: ParsedRun, c: ParsedClient, res: CheckResult) -> bool:

@@ -100,6 +100,10 @@ class CheckConfig:
     #: may have been held by one of them, and the seq rule of loss is off (one
     #: of them may have reused a name). False: the histories are the whole run.
     foreign_clients: bool = False
+    #: The server's bound on lines queued for one member (its ``--max-backlog``), when known: a slow
+    #: reader then must have been dropped before more than that (past its kernel buffers) piled up for
+    #: it (liveness). None: not judged (a ``--target`` whose bound the swarm was not told).
+    max_backlog: int | None = None
 
 
 @dataclass

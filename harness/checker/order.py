@@ -166,10 +166,10 @@ def _agreement_by_order(run: ParsedRun, res: CheckResult) -> None:
         return
     if run.seq_global:
         rank: list[float] = [s if s is not None else _INF for s in table.seq]
-        if _all_increasing(members, rank):
+        if _all_increasing(members, rank, strict=True):
             return
     rank = list(table.tb)
-    if _all_increasing(members, rank):
+    if _all_increasing(members, rank, strict=True):
         return
     rank = _topological_rank(members, len(table), table.tb)
     if _all_increasing(members, rank):
@@ -221,12 +221,15 @@ def _add_disagreement(
     )
 
 
-def _all_increasing(members: Sequence[ParsedClient], rank: Sequence[float]) -> bool:
+def _all_increasing(members: Sequence[ParsedClient], rank: Sequence[float], *, strict: bool = False) -> bool:
+    """Every member's messages in ``rank`` order. ``strict``: a tie is not an order, so two members that
+    got two messages in opposite orders are not both "consistent" with a candidate that ranks them equal
+    (two first receipts at one instant); the exact topological order then decides."""
     for m in members:
         prev = -_INF
         for mid in m.order:
             r = rank[mid]
-            if r < prev:
+            if r < prev or (strict and r == prev):
                 return False
             prev = r
     return True

@@ -196,7 +196,8 @@ class LockView:
     section: str
     site: str
     acquisitions: float
-    #: Acquisitions per second over the last scrape interval.
+    #: Acquisitions per second: over the last scrape interval while the run goes on; over the whole run
+    #: in a view read back from a summary (:func:`view_from_dict`).
     rate: float
     #: Share of acquisitions that had to wait, over the run so far (0..1).
     contended_share: float
@@ -204,6 +205,8 @@ class LockView:
     wait_p99_ms: float | None
     hold_p50_ms: float | None
     hold_p99_ms: float | None
+    #: Acquisitions per second over the run so far (first scrape to latest); 0 before two scrapes.
+    run_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,7 @@ def make_view(
     base = {(lk.section, lk.site): lk for lk in first.locks}
     before = {(lk.section, lk.site): lk for lk in prev.locks} if prev is not None else {}
     dt = latest.t - prev.t if prev is not None else 0.0
+    span = latest.t - first.t
     rows = []
     for lk in latest.locks:
         b = base.get((lk.section, lk.site))
@@ -236,6 +240,7 @@ def make_view(
         wait = lk.wait.minus(b.wait if b else None) if lk.wait else None
         hold = lk.hold.minus(b.hold if b else None) if lk.hold else None
         rate = (lk.acquisitions - p.acquisitions) / dt if p is not None and dt > 0 else 0.0
+        run_rate = acq / span if span > 0 else 0.0
         rows.append(
             LockView(
                 section=lk.section,
@@ -247,6 +252,7 @@ def make_view(
                 wait_p99_ms=_ms(wait.quantile(0.99)) if wait else None,
                 hold_p50_ms=_ms(hold.quantile(0.5)) if hold else None,
                 hold_p99_ms=_ms(hold.quantile(0.99)) if hold else None,
+                run_rate=run_rate,
             )
         )
     deliveries_rate = None
@@ -265,6 +271,7 @@ def view_to_dict(view: MetricsView) -> dict[str, object]:
                 "section": lk.section,
                 "site": lk.site,
                 "acquisitions": lk.acquisitions,
+                "per_s": round(lk.run_rate, 1),
                 "contended_share": round(lk.contended_share, 6),
                 "wait_p50_ms": lk.wait_p50_ms,
                 "wait_p99_ms": lk.wait_p99_ms,
@@ -278,13 +285,14 @@ def view_to_dict(view: MetricsView) -> dict[str, object]:
 
 
 def view_from_dict(d: Mapping[str, object]) -> MetricsView:
-    """The inverse of :func:`view_to_dict` (rates are not kept: they are live figures)."""
+    """The inverse of :func:`view_to_dict`; ``rate`` becomes the run's average (``per_s``), since the
+    last interval's rate is a live figure that a summary does not keep."""
     locks = tuple(
         LockView(
             section=str(lk["section"]),
             site=str(lk.get("site", "")),
             acquisitions=float(lk["acquisitions"]),
-            rate=0.0,
+            rate=float(lk.get("per_s") or 0.0),
             contended_share=float(lk["contended_share"]),
             wait_p50_ms=lk.get("wait_p50_ms"),
             wait_p99_ms=lk.get("wait_p99_ms"),

@@ -19,8 +19,10 @@ docs/run-record.md::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -37,6 +39,8 @@ from harness.record.history import (
     history_header,
     load_histories,
 )
+
+log = logging.getLogger(__name__)
 
 EVENTS = "events.jsonl"
 SUMMARY = "summary.json"
@@ -59,6 +63,43 @@ def new_run_dir(root: str | os.PathLike[str], scenario: str, now: float | None =
             continue
         return path
     raise FileExistsError(f"no free run folder name under {base} for {stamp}-{scenario}")
+
+
+#: A folder :func:`new_run_dir` made: ``<UTC time>-<scenario>`` with an optional ``-N``.
+RUN_DIR_NAME = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9_-]+$")
+#: Swarm run records kept under ``runs/`` by default (``--keep-runs``); 0 keeps them all.
+DEFAULT_KEEP_RUNS = 10
+
+
+def prune_runs(root: str | os.PathLike[str], keep: int, *, spare: Path | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest swarm run records under ``root``; return what went.
+
+    Only folders that :func:`new_run_dir` names and that hold an ``events.jsonl`` count: a bench
+    record, a folder given with ``--record`` elsewhere, or anything a person put there is never
+    touched. ``spare`` (the run being recorded, still empty) is never deleted and counts as one of the
+    ``keep``. Newest means the latest name: the names begin with the UTC time. ``keep`` 0 keeps all.
+    """
+    if keep <= 0:
+        return []
+    base = Path(root)
+    spared = spare.resolve() if spare is not None else None
+    try:
+        found = [
+            p
+            for p in base.iterdir()
+            if RUN_DIR_NAME.match(p.name) and (p / EVENTS).is_file() and p.resolve() != spared
+        ]
+    except OSError as exc:
+        log.warning("cannot list %s to prune old run records: %s", base, exc)
+        return []
+    found.sort(key=lambda p: p.name, reverse=True)
+    gone = found[keep - 1 if spared is not None else keep :]
+    for path in gone:
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:  # a record that cannot be deleted stays; the run goes on
+            log.warning("cannot delete the old run record %s: %s", path, exc)
+    return gone
 
 
 def write_events(path: str | os.PathLike[str], histories: Iterable[ClientHistory]) -> int:

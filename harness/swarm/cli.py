@@ -21,9 +21,10 @@ import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from chat import cli
 from harness.common.address import endpoint_arg
@@ -45,7 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--clients", type=cli.positive_int, default=50, help="bots (default: %(default)s)")
     p.add_argument(
-        "--duration", type=cli.seconds, default=10.0, help="seconds of the chat phase (default: %(default)s)"
+        "--duration",
+        type=duration,
+        default=10.0,
+        help="length of the chat phase: seconds, or with a unit: 90s, 10m, 1h (default: %(default)s)",
+    )
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="soak: run the scenario in rounds against one server for the whole --duration, sample the "
+        "server's RSS, threads and descriptors, and judge leaks",
     )
     p.add_argument(
         "--rate",
@@ -74,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", metavar="DIR", help="save the run record in DIR (default: runs/<time>-<scenario>/)"
     )
     rec.add_argument("--no-record", action="store_true", help="do not save a run record")
+    p.add_argument(
+        "--keep-runs",
+        type=cli.non_negative_int,
+        default=store.DEFAULT_KEEP_RUNS,
+        metavar="N",
+        help="keep only the N newest run records in runs/ (0: keep all; not with --record) "
+        "(default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed of the scenario (default: random)")
     p.add_argument(
         "--procs",
@@ -121,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="bots joining per second before the start; 0 joins them all at once (default: %(default)s)",
     )
     p.add_argument(
+        "--max-backlog",
+        type=cli.positive_int,
+        metavar="N",
+        help="the server's --max-backlog: a slow reader must be dropped before more than N lines pile up "
+        "for it (default: the own server's; with --target, not judged unless given)",
+    )
+    p.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -128,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="log verbosity on stderr (default: %(default)s)",
     )
     return p
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``1.5m`` or ``1h`` (more than 0)."""
+    unit = _UNITS.get(text[-1:].lower()) if text else None
+    if unit is None:
+        return cli.seconds(text)
+    try:
+        return cli.seconds(text[:-1]) * unit
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"not a duration (e.g. 90, 90s, 10m, 1h): {text}") from None
 
 
 def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
@@ -158,6 +197,7 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
         pad=args.pad,
         burst=args.burst,
         ramp=args.ramp,
+        max_backlog=args.max_backlog,
     )
 
 
@@ -169,7 +209,9 @@ def _record_dir(args: argparse.Namespace, scenario: str) -> Path | None:
             path = Path(args.record)
             path.mkdir(parents=True, exist_ok=True)
             return path
-        return store.new_run_dir("runs", scenario)
+        path = store.new_run_dir("runs", scenario)
+        store.prune_runs("runs", args.keep_runs, spare=path)
+        return path
     except OSError as exc:
         raise SetupError(f"cannot create the run record folder: {exc.strerror or exc}") from None
 
@@ -207,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             except OSError:
                 pass  # stderr closed: the summary will say it all the same
 
+    if args.soak:
+        return _soak(args, settings, argv, err, stop, on_signal)
     try:
         record_dir = _record_dir(args, settings.scenario)
         swarm = Swarm(
@@ -271,5 +315,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader of stdout went away (e.g. `| head -0`): the exit code still tells.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return result.exit_code
+
+
+def _soak(
+    args: argparse.Namespace,
+    settings: SwarmSettings,
+    argv: list[str],
+    err: Any,
+    stop: StopFlag,
+    on_signal: Callable[[int, FrameType | None], None],
+) -> int:
+    """``--soak``: rounds against one server (:mod:`harness.swarm.soak`), progress lines, the verdict."""
+    from harness.swarm.dashboard import soak_view
+    from harness.swarm.soak import round_seconds, run_soak
+
+    def line(text: str) -> None:
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        record_dir = _record_dir(args, f"{settings.scenario}-soak")
+        line(
+            f"soak: {settings.scenario}, {settings.clients} bots, {settings.duration:g} s in rounds of "
+            f"{round_seconds(settings.duration):g} s, seed {settings.seed}"
+        )
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            result = run_soak(
+                settings, record_dir=record_dir, progress=line, argv=[PROG.split()[-1], *argv], stop=stop
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    except SetupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    doc = result.doc
+    err.print(soak_view(doc))
+    if result.record_dir is not None:
+        line(f"run record: {result.record_dir}")
+    try:
+        if args.json:
+            sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(doc["summary"] + "\n")
+        for violation in doc["violations"][:10]:
+            line(f"  [{violation['check']}] {violation['message']}")
+        sys.stdout.flush()
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return result.exit_code

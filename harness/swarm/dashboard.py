@@ -376,3 +376,65 @@ def witness_lines(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
 def _short(value: Any, limit: int = 160) -> str:
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- soak --------------------------------------------------------------------------------------
+
+#: Points of a soak's resource sparkline: the series is averaged down to this many.
+SOAK_SPARK_WIDTH = 12
+
+
+def _downsample(values: Sequence[float], width: int) -> list[float]:
+    """``values`` averaged in ``width`` consecutive groups (all of them when there are fewer)."""
+    n = len(values)
+    if n <= width:
+        return list(values)
+    return [
+        sum(values[i * n // width : (i + 1) * n // width]) / max(1, (i + 1) * n // width - i * n // width)
+        for i in range(width)
+    ]
+
+
+def _resource_text(resource: str, value: float) -> str:
+    return f"{value / 1048576:.1f}M" if resource == "rss" else f"{value:,.0f}"
+
+
+def soak_view(doc: Mapping[str, Any]) -> RenderableType:
+    """A soak's end: its rounds, and each server resource with its series and the leaks verdict."""
+    rounds = doc.get("rounds", [])
+    by_verdict: dict[str, int] = {}
+    for r in rounds:
+        by_verdict[str(r.get("verdict"))] = by_verdict.get(str(r.get("verdict")), 0) + 1
+    head = Text(
+        f"Soak: {len(rounds)} rounds in {doc.get('seconds', 0):g} s ("
+        + ", ".join(f"{n} {v}" for v, n in sorted(by_verdict.items()))
+        + f"), {doc.get('deliveries', 0):,} deliveries",
+        style="bold",
+    )
+    leaks = doc.get("leaks", {})
+    if not leaks.get("sampled"):
+        reason = leaks.get("not_sampled") or "no sample was taken"
+        return Group(head, Text(f"Server resources: not sampled ({reason})", style="dim"))
+    series = doc.get("series", [])
+    table = Table(title="Server resources (leaks check)", title_justify="left", box=None, pad_edge=False)
+    for col in ("resource", "series", "first", "last", "peaks 1/3 > 3/3", "trend", "margin", "verdict"):
+        table.add_column(col, justify="left" if col in ("resource", "series", "verdict") else "right")
+    for v in leaks.get("resources", []):
+        name = str(v["resource"])
+        values = [float(s[name]) for s in series]
+        verdict = Text("not judged", style="dim")
+        if v.get("judged"):
+            verdict = Text("GREW", style="bold red") if v.get("grew") else Text("flat", style="green")
+        first_peak, last_peak = float(v["first_third_max"]), float(v["last_third_max"])
+        peaks = f"{_resource_text(name, first_peak)} > {_resource_text(name, last_peak)}"
+        table.add_row(
+            name,
+            sparkline(_downsample(values, SOAK_SPARK_WIDTH), SOAK_SPARK_WIDTH),
+            _resource_text(name, float(v["first"])),
+            _resource_text(name, float(v["last"])),
+            peaks,
+            _resource_text(name, float(v["trend"])),
+            _resource_text(name, float(v["margin"])),
+            verdict,
+        )
+    return Group(head, Text(""), table, Text(f"{len(series)} samples", style="dim"))

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from chat.config import DEFAULT_MAX_BACKLOG
 from harness.checker import CheckConfig, Report, check_all, judge, verdict_line
 from harness.common.address import Endpoint
 from harness.common.gctune import freeze_survivors, heap_frozen
@@ -121,6 +122,9 @@ class SwarmSettings:
     burst: int | None = None
     #: Steady bots joining per second (0: all at once).
     ramp: float = 100.0
+    #: The server's --max-backlog, for the check that slow readers are dropped; None: the own server's
+    #: (from ``server_args``, else its default), not judged against a ``--target``.
+    max_backlog: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -200,6 +204,26 @@ def start_own_server(settings: SwarmSettings, log_path: Path, *, has_slow: bool)
     return server
 
 
+def judged_backlog(settings: SwarmSettings, own_server: bool) -> int | None:
+    """The --max-backlog the slow-reader rule judges against (see :attr:`SwarmSettings.max_backlog`)."""
+    if settings.max_backlog is not None:
+        return settings.max_backlog
+    if not own_server:
+        return None
+    value = DEFAULT_MAX_BACKLOG
+    args = list(settings.server_args)
+    for i, arg in enumerate(args):  # the last one wins, as in argparse
+        text = args[i + 1] if arg == "--max-backlog" and i + 1 < len(args) else None
+        if arg.startswith("--max-backlog="):
+            text = arg.split("=", 1)[1]
+        if text is not None:
+            try:
+                value = int(text)
+            except ValueError:
+                return None  # the server refuses it; nothing to judge against
+    return value
+
+
 def probe(target: Endpoint, timeout: float) -> None:
     """Raise :class:`SetupError` unless a TCP connection to the target opens.
 
@@ -273,7 +297,8 @@ class Conductor:
         self._drained_deadline: float | None = None
         self._hard_deadline = self.t_begin + hard_limit + 10.0
         self._dead_since: dict[int, float] = {}
-        self._next_tick = self.t_begin + 1.0
+        # The first tick at once: it is the base of the rates, so the first progress line has some.
+        self._next_tick = self.t_begin
         self._next_progress = self.t_begin + PROGRESS_EVERY
 
     @property
@@ -577,6 +602,7 @@ class Swarm:
             delivery_bound=s.delivery_bound,
             contested_names=self.plan.contested_names,
             run_end=run_end,
+            max_backlog=judged_backlog(s, self.server is not None),
         )
         t_check = time.monotonic()
         report = check_all(histories, config)

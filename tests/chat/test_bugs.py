@@ -279,3 +279,9 @@ def test_watchdog_dumps_stacks_when_the_lock_is_stuck(capfd: pytest.CaptureFixtu
 
 def test_a_watchdog_never_started_stops_at_once() -> None:
     LockWatchdog(threading.Lock()).stop()
+
+
+def test_name_check_race_banner_names_the_name_race_scenario() -> None:
+    from chat.bugs.catalogue import get_bug
+
+    assert get_bug("name-check-race").scenario == "name-race"

@@ -105,13 +105,16 @@ def imported_by(imported: list[tuple[int, str]], i: int) -> list[str]:
     return found
 
 
-def run_swarm(bug: str) -> subprocess.CompletedProcess[str]:
+def run_swarm(bug: str | None, scenario: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The short swarm against ``--unsafe bug``, or (``bug`` None) against the safe server in ``scenario``,
+    under the same bounds: a bug's FAIL means something only if the safe server PASSes this very run."""
+    server_args = [f"--server-arg=--unsafe {bug} {TEST_WINDOWS.get(bug, '')}"] if bug is not None else []
     cmd = [
         sys.executable,
         "-m",
         "harness.swarm",
         "--scenario",
-        BUGS[bug].scenario,
+        scenario or BUGS[str(bug)].scenario,
         "--clients",
         "16",
         "--duration",
@@ -123,7 +126,7 @@ def run_swarm(bug: str) -> subprocess.CompletedProcess[str]:
         "--no-dashboard",
         "--no-record",
         "--json",
-        f"--server-arg=--unsafe {bug} {TEST_WINDOWS.get(bug, '')}",
+        *server_args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=SWARM_TIMEOUT, cwd=REPO)
 
@@ -136,3 +139,13 @@ def test_every_bug_is_caught_by_a_short_swarm(bug: str) -> None:
     assert res.returncode == 1, (doc.get("summary"), res.stderr[-2000:])
     assert doc["verdict"] == "FAIL"
     assert doc["violations"], doc["summary"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", sorted({bug.scenario for bug in BUGS.values()}))
+def test_the_safe_server_passes_the_same_short_swarm(scenario: str) -> None:
+    """The control of the test above: same scenario, size, duration and liveness bounds, no bug."""
+    res = run_swarm(None, scenario)
+    doc = json.loads(res.stdout)
+    assert res.returncode == 0, (doc.get("summary"), doc.get("violations", [])[:3], res.stderr[-2000:])
+    assert doc["verdict"] == "PASS"

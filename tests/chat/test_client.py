@@ -118,3 +118,18 @@ def test_parse_line_never_raises(raw: bytes, parsed: client.InboxItem) -> None:
 )
 def test_echo_rows(shown: str, columns: int, rows: int) -> None:
     assert client.echo_rows(shown, columns) == rows
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("the server is full, try again later", "the server at h:1 is full: try again later"),
+        ("the server is full", "the server at h:1 is full"),
+        ("", "the server at h:1 is full"),
+        ("no thread for you", "the server at h:1 is full: no thread for you"),
+        ("the server is full\x1b[2J", "the server at h:1 is full: \\x1b[2J"),
+    ],
+)
+def test_full_message_says_full_once(text: str, line: str) -> None:
+    assert client.full_message("h:1", text) == line
+    assert line.count("full") == 1

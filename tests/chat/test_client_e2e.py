@@ -364,6 +364,7 @@ def test_server_full_exits_1_with_one_line() -> None:
         assert "Traceback" not in server.stop()
     assert code == 1
     assert_one_line_error(err, "full", f"127.0.0.1:{server.port}")
+    assert err.count("full") == 1, err  # said once, not "is full (the server is full, ...)"
 
 
 def test_unreachable_server_exits_1_with_one_line() -> None:

@@ -182,3 +182,60 @@ def test_without_tmux_or_terminal_it_prints_the_manual_commands(tmux: Tmux) -> N
     assert "neither tmux nor a terminal emulator" in done.stderr
     assert "python3 -m chat.server --port 9998" in done.stderr
     assert "python3 -m chat.client localhost 9998" in done.stderr
+
+
+def _shim(tmux: Tmux, body: str) -> dict[str, str]:
+    """An environment whose PYTHON is a bash script: ``body``, then the real interpreter."""
+    path = os.path.join(tmux.tmpdir, "python-shim")
+    with open(path, "w") as shim:
+        shim.write(f'#!{BASH}\n{body}\nexec "{sys.executable}" "$@"\n')
+    os.chmod(path, 0o755)
+    return {**tmux.env, "PYTHON": path}
+
+
+def test_clients_that_cannot_import_rich_are_reported(tmux: Tmux) -> None:
+    """The venv is not active in the clients' terminals: `rich` cannot be imported, every client dies."""
+    fake = os.path.join(tmux.tmpdir, "norich", "rich")
+    os.makedirs(fake)
+    with open(os.path.join(fake, "__init__.py"), "w") as module:
+        module.write("raise ModuleNotFoundError(\"No module named 'rich'\", name='rich')\n")
+    env = {**tmux.env, "PYTHONPATH": os.path.dirname(fake)}  # the server does not need rich; clients do
+    done = tmux.run_script(str(free_port()), env=env)
+    assert done.returncode == 1, done.stdout
+    assert "chat started" not in done.stdout
+    assert "client 1 exited (status 1)" in done.stderr, done.stderr
+    assert "ModuleNotFoundError: No module named 'rich'" in done.stderr
+    assert "virtual environment" in done.stderr
+    assert not tmux.has_session()  # the session it started is gone
+
+
+def test_one_dead_client_is_named_with_its_last_lines(tmux: Tmux) -> None:
+    # A private tmux server numbers panes %0 (server) to %3: the shim breaks client 2 alone.
+    env = _shim(tmux, 'if [[ $TMUX_PANE == "%2" ]]; then echo "no terminal for client two" >&2; exit 3; fi')
+    done = tmux.run_script(str(free_port()), env=env)
+    assert done.returncode == 1, done.stdout
+    assert "client 2 exited (status 3)" in done.stderr, done.stderr
+    assert "no terminal for client two" in done.stderr
+    assert "client 1" not in done.stderr and "client 3" not in done.stderr
+    assert not tmux.has_session()
+
+
+def test_a_server_that_dies_after_its_ready_line_is_reported(tmux: Tmux) -> None:
+    # The server pane (%0) prints a ready line and exits: the clients cannot connect, the server is dead.
+    env = _shim(tmux, 'if [[ $TMUX_PANE == "%0" ]]; then echo "listening on localhost:$4"; exit 7; fi')
+    done = tmux.run_script(str(free_port()), env=env)
+    assert done.returncode == 1, done.stdout
+    assert "exited" in done.stderr, done.stderr
+    assert not tmux.has_session()
+
+
+def test_panes_close_normally_once_checked(tmux: Tmux) -> None:
+    """remain-on-exit is only for the check: afterwards a client that leaves closes its pane."""
+    assert tmux.run_script(str(free_port())).returncode == 0
+    (_, _), (one, _), *_ = tmux.panes()
+    tmux.wait_screen(one, lambda s: "username:" in s)
+    tmux.type(one, "exit")
+    deadline = time.monotonic() + START_TIMEOUT
+    while len(tmux.panes()) == 4 and time.monotonic() < deadline:
+        time.sleep(POLL)  # polling for the pane to close, bounded by the deadline
+    assert len(tmux.panes()) == 3

@@ -12,6 +12,8 @@ from tests.helpers import LineClient
 from tests.server_kit import (  # noqa: F401  (a fixture)
     DELIVERIES,
     MSG_RE,
+    ORDERING_IDS,
+    ORDERING_SERVERS,
     WRITER_DELIVERIES,
     Reader,
     ServerFactory,
@@ -206,13 +208,14 @@ def test_a_member_that_floods_commands_without_reading_is_dropped_as_slow(
         flooder.close()
 
 
-@pytest.mark.parametrize("delivery", DELIVERIES)
+@pytest.mark.parametrize(("delivery", "module"), ORDERING_SERVERS, ids=ORDERING_IDS)
 def test_30_clients_sending_100_messages_at_once_all_stay_and_see_everything(
-    start_server: ServerFactory, delivery: str
+    start_server: ServerFactory, delivery: str, module: str
 ) -> None:
-    """The slow-consumer contract, with the default --max-backlog: nobody is dropped as slow."""
+    """The slow-consumer contract, with the default --max-backlog: nobody is dropped as slow. And the
+    ordering contract, each member's lines checked one by one, also through batched's writer alone."""
     clients_n, messages_n = 30, 100
-    server = start_server("--delivery", delivery, "--max-clients", "40")
+    server = start_server("--delivery", delivery, "--max-clients", "40", module=module)
     clients = [member(server, f"c{i}") for i in range(clients_n)]
     try:
         readers = []

@@ -81,68 +81,81 @@ def test_a_run_that_meets_every_goal() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("figures", "goal", "verdict"),
-    [
-        # saturation: batched / direct, at least 1x at 10 members, GOAL_RATIO_BIG at 50 and 200
-        (with_(saturation_ratios={10: Measured(1.0)}), "saturation at 10", PASS),
-        (with_(saturation_ratios={10: Measured(0.99)}), "saturation at 10", FAIL),
-        (with_(saturation_ratios={50: Measured(GOAL_RATIO_BIG)}), "saturation at 50", PASS),
-        (with_(saturation_ratios={50: Measured(GOAL_RATIO_BIG - 0.01)}), "saturation at 50", FAIL),
-        (with_(saturation_ratios={200: Measured(GOAL_RATIO_BIG - 0.01)}), "saturation at 200", FAIL),
-        (with_(saturation_ratios={200: Measured(2.0, generator_bound=True)}), "saturation at 200", NA),
-        (with_(saturation_ratios={}), "saturation at 50", NA),
-        (with_(saturation_ratios={50: Measured(None)}), "saturation at 50", NA),
-        # latency: batched p99 at most GOAL_P99_MS
-        (with_(latency_p99_ms=Measured(GOAL_P99_MS)), "latency", PASS),
-        (with_(latency_p99_ms=Measured(GOAL_P99_MS + 0.01)), "latency", FAIL),
-        (with_(latency_p99_ms=Measured(GOAL_P99_MS + 5, generator_bound=True)), "latency", FAIL),
-        (with_(latency_p99_ms=Measured(None)), "latency", NA),
-        # zero loss, order violations and slow drops
-        (
-            with_(load=LoadChecks(3, 1, 5, 0, 0, 0)),
-            "zero loss, order violations and slow drops in saturation and latency runs",
-            FAIL,
-        ),
-        (
-            with_(load=LoadChecks(0, 0, 0, 0, 0, 0)),
-            "zero loss, order violations and slow drops in saturation and latency runs",
-            NA,
-        ),
-        # scale: GOAL_MEMBERS connected, and a PASS swarm of as many
-        (with_(scale=ScaleFigures(2, 500, 500, True, 500)), "scale", NA),  # --quick: not tried
-        (with_(scale=ScaleFigures(3, GOAL_MEMBERS, 500, True, 1000)), "scale", FAIL),
-        (with_(scale=ScaleFigures(3, GOAL_MEMBERS, GOAL_MEMBERS, True, 500)), "scale", FAIL),
-        (with_(scale=ScaleFigures(3, GOAL_MEMBERS, GOAL_MEMBERS, False, 0)), "scale", NA),
-        # checker: 1,000,000 events in under GOAL_CHECKER_S
-        (with_(checker=CheckerFigures(GOAL_CHECKER_S - 0.01, 1_000_000)), "checker", PASS),
-        (with_(checker=CheckerFigures(GOAL_CHECKER_S, 1_000_000)), "checker", FAIL),
-        (with_(checker=CheckerFigures(0.3, 200_000)), "checker", NA),  # --quick: projected only
-        (with_(checker=None), "checker", NA),
-        # latency against the original design in the same run: at most GOAL_P99_OVER_DIRECT_MS above it
-        (with_(latency_p99_ms=Measured(1.87 + GOAL_P99_OVER_DIRECT_MS)), "latency vs direct", PASS),
-        (with_(latency_p99_ms=Measured(1.87 + GOAL_P99_OVER_DIRECT_MS + 0.01)), "latency vs direct", FAIL),
-        (with_(latency_p99_ms=Measured(0.5)), "latency vs direct", PASS),
-        (with_(latency_p99_direct_ms=Measured(None)), "latency vs direct", NA),
-        # batched against Redis in the same run: at least 1.0x at 10, 50 and 200 members
-        (with_(peer_ratios={10: Measured(1.0)}), "redis at 10", PASS),
-        (with_(peer_ratios={10: Measured(0.99)}), "redis at 10", FAIL),
-        (with_(peer_ratios={50: Measured(0.99)}), "redis at 50", FAIL),
-        (with_(peer_ratios={200: Measured(1.01)}), "redis at 200", PASS),
-        (with_(peer_ratios={200: Measured(0.99)}), "redis at 200", FAIL),
-        (with_(peer_ratios={200: Measured(0.5, generator_bound=True)}), "redis at 200", NA),
-        (with_(peer_ratios={}), "redis at 50", NA),
-        (with_(peer_ratios={50: Measured(None)}, peer_note="not installed (x)"), "redis at 50", NA),
-        # deliveries per server CPU-second at 50 members: at least Redis's
-        (with_(efficiency=Measured(8.9e6)), "redis per CPU-s", PASS),
-        (with_(efficiency=Measured(8.8e6)), "redis per CPU-s", FAIL),
-        (with_(efficiency=Measured(1.0e6, generator_bound=True)), "redis per CPU-s", NA),
-        (with_(peer_efficiency=Measured(None)), "redis per CPU-s", NA),
-        (with_(efficiency=Measured(None)), "redis per CPU-s", NA),
-    ],
-)
+#: (figures, goal, verdict): each goal fed figures on either side of its threshold.
+THRESHOLD_CASES: list[tuple[GoalFigures, str, GoalVerdict]] = [
+    # saturation: batched / direct, at least 1x at 10 members, GOAL_RATIO_BIG at 50 and 200
+    (with_(saturation_ratios={10: Measured(1.0)}), "saturation at 10", PASS),
+    (with_(saturation_ratios={10: Measured(0.99)}), "saturation at 10", FAIL),
+    (with_(saturation_ratios={50: Measured(GOAL_RATIO_BIG)}), "saturation at 50", PASS),
+    (with_(saturation_ratios={50: Measured(GOAL_RATIO_BIG - 0.01)}), "saturation at 50", FAIL),
+    (with_(saturation_ratios={200: Measured(GOAL_RATIO_BIG - 0.01)}), "saturation at 200", FAIL),
+    (with_(saturation_ratios={200: Measured(2.0, generator_bound=True)}), "saturation at 200", NA),
+    (with_(saturation_ratios={}), "saturation at 50", NA),
+    (with_(saturation_ratios={50: Measured(None)}), "saturation at 50", NA),
+    # latency: batched p99 at most GOAL_P99_MS
+    (with_(latency_p99_ms=Measured(GOAL_P99_MS)), "latency", PASS),
+    (with_(latency_p99_ms=Measured(GOAL_P99_MS + 0.01)), "latency", FAIL),
+    (with_(latency_p99_ms=Measured(GOAL_P99_MS + 5, generator_bound=True)), "latency", FAIL),
+    (with_(latency_p99_ms=Measured(None)), "latency", NA),
+    # zero loss, order violations and slow drops
+    (
+        with_(load=LoadChecks(3, 1, 5, 0, 0, 0)),
+        "zero loss, order violations and slow drops in saturation and latency runs",
+        FAIL,
+    ),
+    (
+        with_(load=LoadChecks(0, 0, 0, 0, 0, 0)),
+        "zero loss, order violations and slow drops in saturation and latency runs",
+        NA,
+    ),
+    # scale: GOAL_MEMBERS connected, and a PASS swarm of as many
+    (with_(scale=ScaleFigures(2, 500, 500, True, 500)), "scale", NA),  # --quick: not tried
+    (with_(scale=ScaleFigures(3, GOAL_MEMBERS, 500, True, 1000)), "scale", FAIL),
+    (with_(scale=ScaleFigures(3, GOAL_MEMBERS, GOAL_MEMBERS, True, 500)), "scale", FAIL),
+    (with_(scale=ScaleFigures(3, GOAL_MEMBERS, GOAL_MEMBERS, False, 0)), "scale", NA),
+    # checker: 1,000,000 events in under GOAL_CHECKER_S
+    (with_(checker=CheckerFigures(GOAL_CHECKER_S - 0.01, 1_000_000)), "checker", PASS),
+    (with_(checker=CheckerFigures(GOAL_CHECKER_S, 1_000_000)), "checker", FAIL),
+    (with_(checker=CheckerFigures(0.3, 200_000)), "checker", NA),  # --quick: projected only
+    (with_(checker=None), "checker", NA),
+    # latency against the original design in the same run: at most GOAL_P99_OVER_DIRECT_MS above it
+    (with_(latency_p99_ms=Measured(1.87 + GOAL_P99_OVER_DIRECT_MS)), "latency vs direct", PASS),
+    (with_(latency_p99_ms=Measured(1.87 + GOAL_P99_OVER_DIRECT_MS + 0.01)), "latency vs direct", FAIL),
+    (with_(latency_p99_ms=Measured(0.5)), "latency vs direct", PASS),
+    (with_(latency_p99_direct_ms=Measured(None)), "latency vs direct", NA),
+    # batched against Redis in the same run: at least 1.0x at 10, 50 and 200 members
+    (with_(peer_ratios={10: Measured(1.0)}), "redis at 10", PASS),
+    (with_(peer_ratios={10: Measured(0.99)}), "redis at 10", FAIL),
+    (with_(peer_ratios={50: Measured(0.99)}), "redis at 50", FAIL),
+    (with_(peer_ratios={200: Measured(1.01)}), "redis at 200", PASS),
+    (with_(peer_ratios={200: Measured(0.99)}), "redis at 200", FAIL),
+    (with_(peer_ratios={200: Measured(0.5, generator_bound=True)}), "redis at 200", NA),
+    (with_(peer_ratios={}), "redis at 50", NA),
+    (with_(peer_ratios={50: Measured(None)}, peer_note="not installed (x)"), "redis at 50", NA),
+    # deliveries per server CPU-second at 50 members: at least Redis's
+    (with_(efficiency=Measured(8.9e6)), "redis per CPU-s", PASS),
+    (with_(efficiency=Measured(8.8e6)), "redis per CPU-s", FAIL),
+    (with_(efficiency=Measured(1.0e6, generator_bound=True)), "redis per CPU-s", NA),
+    (with_(peer_efficiency=Measured(None)), "redis per CPU-s", NA),
+    (with_(efficiency=Measured(None)), "redis per CPU-s", NA),
+]
+
+
+@pytest.mark.parametrize(("figures", "goal", "verdict"), THRESHOLD_CASES)
 def test_each_threshold(figures: GoalFigures, goal: str, verdict: GoalVerdict) -> None:
     assert verdicts(figures)[goal] is verdict
+
+
+def test_every_goal_has_a_failing_and_a_passing_case() -> None:
+    """A goal that always says PASS (or always FAIL) survives unless some case expects the other
+    verdict; this keeps a new goal from joining the table without both."""
+    goals_seen = set(verdicts(GOOD))
+    failing = {goal for _, goal, verdict in THRESHOLD_CASES if verdict is FAIL}
+    passing = {goal for _, goal, verdict in THRESHOLD_CASES if verdict is PASS} | {
+        goal for goal, verdict in verdicts(GOOD).items() if verdict is PASS
+    }
+    assert goals_seen - failing == set(), "goals with no figures that fail them"
+    assert goals_seen - passing == set(), "goals with no figures that pass them"
 
 
 def test_measured_texts() -> None:

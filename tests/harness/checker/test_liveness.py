@@ -63,3 +63,44 @@ def test_a_sender_that_left_is_not_owed_its_echo() -> None:
     alice.events.insert(index_of(alice, "BYE"), Sent(8.0, P("alice", 3, 8.0), 8.0))
     report = check_all(histories)
     assert report.passed(), report.violations
+
+
+def _slow_reader_run(late: int) -> list[ClientHistory]:
+    """alice chats 2,000 lines; sam (a slow reader) gets the last ``late`` of them 3 s after they were due."""
+    from harness.record.history import Role
+    from tests.harness.checker.histories import handshake, line
+
+    n = 2000
+    texts = [P("alice", k, 2.0 + k * 0.001) for k in range(n)]
+    alice_events = [*handshake(0.0, "alice"), Received(0.04, line("JOIN", 1, "alice"))]
+    alice_events.append(Received(1.04, line("JOIN", 2, "sam")))
+    sam_events = [*handshake(1.0, "sam"), Received(1.05, line("JOIN", 2, "sam"))]
+    for k, text in enumerate(texts):
+        due = 2.0 + k * 0.001
+        alice_events += [Sent(due, text, due), Received(due + 0.001, line("MSG", 3 + k, "alice", text))]
+        delay = 3.0 if k >= n - late else 0.002
+        sam_events.append(Received(due + delay, line("MSG", 3 + k, "alice", text)))
+    alice = ClientHistory("alice", "alice", events=[*alice_events, Closed(10.0, "drop")])
+    sam = ClientHistory("sam", "sam", role=Role.SLOW, events=[*sam_events, Closed(10.0, "drop")])
+    return [alice, sam]
+
+
+def _unbounded(report: object) -> list[str]:
+    return [v.message for v in report.violations if "never dropped as slow" in v.message]  # type: ignore[attr-defined]
+
+
+def test_a_slow_reader_never_dropped_past_the_servers_bound() -> None:
+    run = _slow_reader_run(late=1800)
+    report = check_all(run, CheckConfig(max_backlog=100))
+    (message,) = _unbounded(report)
+    assert message.startswith("sam stopped reading and was never dropped as slow: ")
+    assert "more than the server's --max-backlog 100" in message
+    assert report.counts["liveness"] >= 1
+
+
+def test_a_slow_reader_within_its_kernel_buffers_and_bound_passes() -> None:
+    # What a dropped reader gets when it reads again: its kernel buffers' worth (under 64 KiB).
+    assert _unbounded(check_all(_slow_reader_run(late=300), CheckConfig(max_backlog=100))) == []
+    # A bound above what was held, or no bound known (a --target the swarm was not told about).
+    assert _unbounded(check_all(_slow_reader_run(late=1800), CheckConfig(max_backlog=5000))) == []
+    assert _unbounded(check_all(_slow_reader_run(late=1800), CheckConfig())) == []

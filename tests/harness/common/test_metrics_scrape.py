@@ -69,6 +69,20 @@ def test_view_uses_the_first_scrape_as_baseline_and_the_last_two_for_rates() -> 
     assert view_from_dict(view_to_dict(view)).locks[0].acquisitions == 100.0
 
 
+def test_a_summary_keeps_the_runs_average_rate() -> None:
+    """The final lock table's "per s": the run's average, since the last interval's rate is not kept."""
+    first = parse_metrics(PAGE, t=10.0)
+    middle = parse_metrics(PAGE.replace("200.0", "220.0"), t=14.0)
+    later = parse_metrics(PAGE.replace("200.0", "300.0"), t=20.0)
+    view = make_view("u", first, middle, later)
+    registry = next(lk for lk in view.locks if lk.site == "")
+    assert registry.run_rate == pytest.approx(10.0)  # 100 acquisitions over 10 s
+    assert registry.rate == pytest.approx(80 / 6)  # the last interval only
+    back = next(lk for lk in view_from_dict(view_to_dict(view)).locks if lk.site == "")
+    assert back.rate == pytest.approx(10.0)
+    assert make_view("u", first, None, first).locks[0].run_rate == 0.0  # one scrape: no rate yet
+
+
 def test_page_that_is_not_prometheus_is_refused() -> None:
     with pytest.raises(MetricsUnavailable):
         parse_metrics("chat_members{ 3\n")

@@ -134,16 +134,27 @@ def test_unreachable_server_is_reported_as_failed_joins() -> None:
     assert_clean(result.stderr)
 
 
+#: The unsafe server of the two tests below; their safe controls run the same locust with none of it.
+UNSAFE_JOIN = ("--unsafe", "join-before-register", "--race-window", "0.2")
+
+
 def test_unsafe_server_fails_the_run_with_witnesses() -> None:
     # join-before-register: JOIN goes out, then the newcomer is registered 0.2 s later; what is
     # broadcast in between never reaches it. Users that join while others chat see the hole.
-    with running_server(
-        "--max-clients", "20", "--unsafe", "join-before-register", "--race-window", "0.2"
-    ) as srv:
+    with running_server("--max-clients", "20", *UNSAFE_JOIN) as srv:
         result = run(headless("chat.py", srv.port, "--spawn-rate", "3"))
     assert result.returncode == 1, result.stderr[-3000:]
     assert "chat check: FAIL:" in result.stderr
     assert "[seq]" in result.stderr and "(gap)" in result.stderr  # a violation, with its witness
+    assert_clean(result.stderr)
+
+
+def test_the_safe_server_passes_the_unsafe_tests_run() -> None:
+    """The control of the test above: the same locust run (users, spawn rate, default bounds), safe server."""
+    with running_server("--max-clients", "20") as srv:
+        result = run(headless("chat.py", srv.port, "--spawn-rate", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "chat check: PASS: 0 violations in" in result.stderr
     assert_clean(result.stderr)
 
 
@@ -250,11 +261,16 @@ def test_distributed_run_passes_on_the_real_server() -> None:
     assert_clean(result.stderr)
 
 
-def test_distributed_run_fails_at_the_master_on_an_unsafe_server() -> None:
-    with running_server(
-        "--max-clients", "20", "--unsafe", "join-before-register", "--race-window", "0.2"
-    ) as srv:
+@pytest.mark.parametrize("unsafe", [True, False], ids=["unsafe", "safe-control"])
+def test_distributed_run_fails_at_the_master_on_an_unsafe_server(unsafe: bool) -> None:
+    """And passes on the safe server with the same run: the control."""
+    with running_server("--max-clients", "20", *(UNSAFE_JOIN if unsafe else ())) as srv:
         result, _ = distributed(srv.port, "--spawn-rate", "3")
+    if not unsafe:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "chat check (all workers): PASS" in result.stderr
+        assert_clean(result.stderr)
+        return
     assert result.returncode == 1, result.stderr[-3000:]
     assert "chat check (all workers): FAIL:" in result.stderr
     assert "[seq]" in result.stderr  # the workers' first witnesses, at the master

@@ -100,3 +100,31 @@ def test_run_folders_are_named_by_utc_time_and_scenario_and_never_reused(tmp_pat
     assert a.name == "19700101T000000Z-mixed"
     assert b.name == "19700101T000000Z-mixed-2"
     assert a.is_dir() and b.is_dir()
+
+
+def _record(root: Path, name: str) -> Path:
+    path = root / name
+    path.mkdir()
+    (path / "events.jsonl").write_text("")
+    return path
+
+
+def test_prune_keeps_the_newest_swarm_records_and_nothing_else(tmp_path: Path) -> None:
+    from harness.record.store import prune_runs
+
+    old = [_record(tmp_path, f"2026112{i}T000000Z-mixed") for i in range(5)]
+    bench = tmp_path / "20261101T000000Z-bench"
+    bench.mkdir()  # a bench record: no events.jsonl, never pruned
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "events.jsonl").write_text("")  # not a name new_run_dir makes
+    current = tmp_path / "20261130T000000Z-chat"
+    current.mkdir()  # the run being recorded: still empty, spared, counts as one
+    gone = prune_runs(tmp_path, 3, spare=current)
+    assert sorted(gone) == old[:3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [old[3].name, old[4].name, bench.name, mine.name, current.name]
+    )
+    assert prune_runs(tmp_path, 0) == []  # 0 keeps all
+    assert prune_runs(tmp_path, 1) == [old[3]]  # without a spare: the newest one stays
+    assert prune_runs(tmp_path / "missing", 3) == []

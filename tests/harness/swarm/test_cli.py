@@ -105,6 +105,26 @@ def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
     assert f"run record: runs/{runs[0].name}" in proc.stderr
 
 
+def test_keep_runs_prunes_the_oldest_records(tmp_path: Path) -> None:
+    old = []
+    for day in (1, 2, 3):
+        path = tmp_path / "runs" / f"2026110{day}T000000Z-chat"
+        path.mkdir(parents=True)
+        (path / "events.jsonl").write_text("")
+        old.append(path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.swarm", *PASSING, "--clients", "2", "--keep-runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=REPO),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(left) == 2 and left[0] == old[2].name  # the newest old one, and this run's
+
+
 # -- exit code 2: usage and setup errors -----------------------------------------------------------
 
 
@@ -118,6 +138,7 @@ def test_plain_output_and_the_default_record_folder(tmp_path: Path) -> None:
         (["--duration", "-1"], "--duration"),
         (["--metrics", "http://127.0.0.1:1/metrics"], "--metrics needs --target"),
         (["--no-record", "--record", "x"], "not allowed with"),
+        (["--keep-runs", "-1"], "--keep-runs"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
@@ -309,3 +330,25 @@ def test_correct_servers_of_other_styles_pass(bug: str, broken: Any) -> None:
     assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3])
     if bug == "no-seq":
         assert doc["seq_style"] == "unnumbered"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server_backlog", ["1000", "1000000000"], ids=["drops", "never-drops"])
+def test_the_slow_scenario_fails_on_a_server_that_never_drops_a_slow_reader(server_backlog: str) -> None:
+    """Told the contract's bound (--max-backlog 1000), the swarm fails a server that queues without
+    bound for a reader that stopped (here ours with a bound it never reaches); the control, the same
+    run against the server with that bound, passes."""
+    server = ServerProcess("--max-clients", "60", "--sndbuf", "4096", "--max-backlog", server_backlog).start()
+    try:
+        target = f"127.0.0.1:{server.port}"
+        args = ["--clients", "20", "--duration", "6", "--rate", "40", "--no-dashboard", "--seed", "5"]
+        args += ["--scenario", "slow", "--target", target, "--max-backlog", "1000"]
+        code, doc, stderr = swarm_json(*args)
+    finally:
+        assert "Traceback" not in server.stop()
+    unbounded = [v for v in doc["violations"] if "never dropped as slow" in v["message"]]
+    if server_backlog == "1000":
+        assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3], stderr[-1500:])
+        return
+    assert code == 1 and doc["verdict"] == "FAIL", doc["summary"]
+    assert unbounded and unbounded[0]["witness"]["max_backlog"] == 1000, doc["violations"][:3]

@@ -41,7 +41,7 @@ METRICS = MetricsView(
     url="http://127.0.0.1:1/metrics",
     t=0.0,
     locks=(
-        LockView("registry", "", 12000, 1500.0, 0.25, 0.004, 1.5, 0.01, 0.3),
+        LockView("registry", "", 12000, 1500.0, 0.25, 0.004, 1.5, 0.01, 0.3, run_rate=1500.0),
         LockView("registry", "say", 9000, 1000.0, 0.02, None, None, 0.02, 0.5),
     ),
     gauges={"chat_members": 50, "chat_threads": 103, "chat_backlog_lines": 7, "chat_slow_drops_total": 2},
@@ -198,6 +198,8 @@ def test_summary_view_of_a_pass() -> None:
     for name in CHECK_ORDER:
         assert name in out
     assert "registry" in out  # the lock table from the recorded metrics
+    registry_row = next(line for line in out.splitlines() if line.startswith("registry"))
+    assert "1,500" in registry_row  # its "per s": the run's average, kept in the summary
     assert "harness, server 2.50 s" in out
     assert "CPU while chatting" in out and "0.75 s" in out
     assert render(verdict_text(summary_doc())).strip() == "PASS: 0 violations in 123,456 deliveries"
