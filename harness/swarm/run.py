@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from harness.checker import CheckConfig, Report, check_all, judge, verdict_line
-from harness.common.address import Endpoint
+from harness.common.address import Endpoint, Target
 from harness.common.gctune import freeze_survivors, heap_frozen
 from harness.common.launcher import ServerProcess, ServerStartError, chat_server_command
 from harness.common.metrics_scrape import MetricsPoller, MetricsView, view_to_dict
@@ -121,12 +121,24 @@ class SwarmSettings:
     burst: int | None = None
     #: Steady bots joining per second (0: all at once).
     ramp: float = 100.0
+    #: What the target speaks: ``chat`` (ours) or ``irc`` (``--target irc://...``; docs/irc.md).
+    protocol: str = "chat"
+    #: The IRC channel (``irc`` only).
+    channel: str = ""
+    #: IRC: judge agreement between members too (``--strict-order``).
+    strict_order: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["target"] = str(self.target) if self.target else None
+        d["target"] = self.target_text() or None
         d["server_args"] = list(self.server_args)
         return d
+
+    def target_text(self) -> str:
+        """The target as given (``HOST:PORT``, ``irc://HOST:PORT/#channel``); ``""`` for the own server."""
+        if self.target is None:
+            return ""
+        return str(Target(self.target, self.protocol, self.channel))
 
 
 def random_seed() -> int:
@@ -451,7 +463,7 @@ class Swarm:
             has_slow = any(spec.role is Role.SLOW for spec in self.plan.specs)
             self.server = start_own_server(s, self.workdir / store.SERVER_LOG, has_slow=has_slow)
             self.endpoint, metrics_url = self.server.endpoint, self.server.metrics_url
-        self.target = str(self.endpoint)
+        self.target = s.target_text() or str(self.endpoint)
         self.monitor = Monitor(s.scenario, s.duration, self.plan, self.target)
         if metrics_url:
             self.poller = MetricsPoller(metrics_url).start()
@@ -506,6 +518,8 @@ class Swarm:
             pad=s.pad,
             hard_limit=connect_allowance + ramp_seconds + s.duration + 3 * db + hb + 30.0,
             t0=time.time(),
+            protocol=s.protocol,
+            channel=s.channel or "#chat",
         )
         hives = HiveSet(self.plan, hive_config, s.procs, self.workdir)
         conductor = Conductor(
@@ -577,6 +591,8 @@ class Swarm:
             delivery_bound=s.delivery_bound,
             contested_names=self.plan.contested_names,
             run_end=run_end,
+            protocol=s.protocol,
+            strict_order=s.strict_order if s.protocol == "irc" else None,
         )
         t_check = time.monotonic()
         report = check_all(histories, config)
