@@ -96,7 +96,7 @@ class IrcRun:
     casemapping: str = "rfc1459"
     #: Clients that do not get their own messages back (no ``echo-message``).
     no_echo: frozenset[str] = frozenset()
-    #: Leaves that were throttling, each seen once (by the first member that saw it).
+    #: Leaves that were throttling, each member and kind once (the first text seen).
     throttled: list[Throttle] = field(default_factory=list)
 
 
@@ -235,7 +235,8 @@ def _translate(
                 add(Received(t, GREETING))
             msg = reader.parse(e.line)
             if msg is None:
-                add(e)
+                if e.line.strip():
+                    add(e)  # not IRC at all: the membership check reports it
                 continue
             command = msg.command
             if command == "PRIVMSG":
@@ -261,9 +262,7 @@ def _translate(
                     nick = msg.nick
                     reason, kind = leave_reason(msg.trailing, nick)
                 if kind is not None:
-                    throttled.setdefault(
-                        (fold(nick), msg.trailing), Throttle(h.client, nick, kind, msg.trailing)
-                    )
+                    throttled.setdefault((fold(nick), kind), Throttle(h.client, nick, kind, msg.trailing))
                 add(Received(t, f"LEAVE {nick} {reason}"))
             elif command == irc.RPL_NAMREPLY:
                 if member and fold(msg.param(2)) == channel_key:
@@ -284,9 +283,7 @@ def _translate(
                 add(Received(t, f"BYE {msg.trailing}"))
                 _, kind = leave_reason(msg.trailing, "")
                 if kind is not None and own:
-                    throttled.setdefault(
-                        (fold(own), msg.trailing), Throttle(h.client, own, kind, msg.trailing)
-                    )
+                    throttled.setdefault((fold(own), kind), Throttle(h.client, own, kind, msg.trailing))
             elif command == "CAP" and msg.param(1).upper() == "ACK":
                 echo = echo or "echo-message" in msg.trailing.split()
         elif isinstance(e, Sent):

@@ -201,8 +201,11 @@ class Report:
         return "; agreement not judged (IRC promises each sender's order only; --strict-order judges it)"
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready copy (for ``--json`` and summary.json)."""
+        """A JSON-ready copy (for ``--json`` and summary.json); the IRC fields only for an IRC run."""
         d = asdict(self)
+        if self.protocol != "irc":
+            for name in ("protocol", "agreement_judged", "throttled"):
+                del d[name]
         d["passed"] = self.passed()
         return d
 

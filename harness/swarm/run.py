@@ -617,6 +617,10 @@ class Swarm:
             record_dir=self.record_dir,
         )
         doc["timings"] = dict(self.timings)
+        if s.protocol == "irc":
+            doc["protocol"] = report.protocol
+            doc["agreement_judged"] = report.agreement_judged
+            doc["throttled"] = list(report.throttled)
         if self.record_dir is not None:
             store.write_json(self.record_dir / store.SUMMARY, doc)
             meta = store.meta_document(
