@@ -195,10 +195,14 @@ class Report:
         return f"FAIL: {total:,} violation{'s' if total != 1 else ''} ({detail})" + self.not_judged_note()
 
     def not_judged_note(self) -> str:
-        """What the verdict line adds when a check did not run: ``""`` when every one did."""
-        if self.agreement_judged:
-            return ""
-        return "; agreement not judged (IRC promises each sender's order only; --strict-order judges it)"
+        """What the verdict line adds: a check that did not run, members the server throttled; or ``""``."""
+        note = ""
+        if not self.agreement_judged:
+            note += "; agreement not judged (IRC promises each sender's order only; --strict-order judges it)"
+        if self.throttled:
+            n = len(self.throttled)
+            note += f"; {n} member{'s' if n != 1 else ''} throttled by the server, not lost (see the hints)"
+        return note
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready copy (for ``--json`` and summary.json); the IRC fields only for an IRC run."""

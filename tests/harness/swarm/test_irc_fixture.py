@@ -100,3 +100,13 @@ def test_a_reordering_between_senders_fails_only_with_strict_order(ircd: Any) ->
     witness = next(v for v in doc["violations"] if v["check"] == "agreement")["witness"]
     assert len(witness["clients"]) == 2 and len(witness["messages"]) == 2
     assert {m["bot"] for m in witness["messages"]} and all("n" in m for m in witness["messages"])
+
+
+def test_throttling_is_reported_as_such_never_as_a_loss(ircd: Any) -> None:
+    target = ircd("--bug", "none", "--flood", "50")
+    code, doc, stderr = swarm_json("--target", target, "--scenario", "mixed")
+    assert doc["verdict"] != "FAIL" and code != 1, (doc["summary"], doc["violations"][:3])
+    assert sum(doc["checks"].values()) == 0
+    assert doc["throttled"] and {t["kind"] for t in doc["throttled"]} == {"flood"}
+    assert "throttled by the server, not lost" in doc["summary"]
+    assert "hint: the server throttles fast senders" in stderr
