@@ -31,10 +31,29 @@ from harness.record.irc import IrcRecordingConnection, drain_line
 from harness.record.payload import encode_payload
 from harness.swarm.bot import BotConnection, BotHost, ConnectionEnded
 
+#: RFC 1459's nickname length, which ngircd keeps by default: the bots' names stay within it.
+NICKLEN = 9
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
 #: Connections between ``connect()`` and the server's first line, at most, per hive. ngircd listens
 #: with a fixed backlog of 10: more pending connections lose their SYN (a 1 s retransmission) or are
 #: reset. The first line comes at once (the answer to ``CAP LS``), so the bound costs nothing else.
 CONNECTS_IN_FLIGHT = 8
+
+
+def nick_for(name: str) -> str:
+    """A scenario's name as a nickname within :data:`NICKLEN`: a churner's round (``b0123-4567``) in
+    base 36 (``b0123-3iv``), always (so no two rounds' names can meet), which keeps 10,000 bots of 46,655
+    rounds each within 9 characters. Other names (``b07``, ``race0``) are short already."""
+    head, dash, tail = name.rpartition("-")
+    if not dash or not tail.isdigit():
+        return name
+    n, digits = int(tail), ""
+    while True:
+        n, r = divmod(n, 36)
+        digits = _BASE36[r] + digits
+        if n == 0:
+            return f"{head}-{digits}"
 
 
 class IrcBotConnection(BotConnection):
@@ -80,7 +99,7 @@ class IrcBotConnection(BotConnection):
         """
         rec = self.rec
         try:
-            self._write_lines(rec.opening(name))
+            self._write_lines(rec.opening(nick_for(name)))
             await self._until(lambda: rec.join_outcome is not None, deadline)
         except TimeoutError:
             return rec.handshake_timed_out()

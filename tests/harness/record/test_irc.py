@@ -118,3 +118,12 @@ def test_chats_are_recorded_as_privmsgs_with_their_due_times() -> None:
         ("PRIVMSG #chat :b=b0 n=1 t=3.0", 3.0),
         ("NAMES #chat", None),
     ]
+
+
+def test_bot_names_fit_rfc1459_nicklen() -> None:
+    from harness.swarm.ircbot import NICKLEN, nick_for
+
+    assert nick_for("b07") == "b07" and nick_for("race0") == "race0" and nick_for("b07-12") == "b07-c"
+    assert nick_for("b0123-4567") == "b0123-3iv"
+    names = {nick_for(f"b{i:04d}-{k}") for i in (0, 9999) for k in range(1, 46656)}
+    assert len(names) == 2 * 46655 and max(len(n) for n in names) == NICKLEN
