@@ -32,6 +32,9 @@ from harness.swarm.run import SetupError, StopFlag, Swarm, SwarmSettings, random
 from harness.swarm.scenarios import SCENARIOS, describe
 
 PROG = "python -m harness.swarm"
+#: Most padding an IRC message may carry: a relayed line is at most 512 bytes with its CRLF, and the
+#: source (``:nick!~user@host``), ``PRIVMSG #channel :`` and the payload take up to about 110 of them.
+IRC_MAX_PAD = 400
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
@@ -142,6 +145,8 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
         parser.error("--metrics needs --target (the own server's metrics are found by the swarm)")
     if args.target and (args.server_arg or args.delivery):
         parser.error("--server-arg and --delivery apply to the own server, not to --target")
+    if args.target and args.target.protocol == IRC_SCHEME and args.pad > IRC_MAX_PAD:
+        parser.error(f"--pad {args.pad} does not fit an IRC line (512 bytes): at most {IRC_MAX_PAD}")
     server_args: list[str] = []
     for chunk in args.server_arg:
         try:
