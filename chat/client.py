@@ -133,9 +133,11 @@ def parse_line(raw: bytes) -> InboxItem:
 
 # -- rendering: pure functions over events -------------------------------------------------------
 
-# C0 controls but tab, DEL, C1 controls (0x9b is a one-byte CSI on some terminals), and the bidi controls that
-# would reorder everything shown after them.
-_UNSAFE_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab, DEL, C1 controls (0x9b is a one-byte CSI on some terminals), the line and paragraph
+# separators (a forged line break), and the bidi controls that would reorder everything shown after them.
+_UNSAFE_RE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _escape(match: re.Match[str]) -> str:

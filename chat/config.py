@@ -20,6 +20,10 @@ DEFAULT_MAX_CLIENTS = 5
 #: client-output-buffer-limit is the model).
 DEFAULT_MAX_BACKLOG = 1000
 DEFAULT_HANDSHAKE_TIMEOUT = 30.0
+#: A vanished peer is found within twice this (chat.server.sockopts); 0 turns it off.
+DEFAULT_KEEPALIVE = 60.0
+#: The metrics endpoint has no authentication: loopback only, unless --metrics-host says otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 #: Every thread the server starts is joined within these on shutdown: writers
 #: get SHUTDOWN_FLUSH to send what is queued, then every thread SHUTDOWN_JOIN
@@ -39,5 +43,6 @@ class ServerConfig:
     max_line: int = protocol.DEFAULT_MAX_LINE
     max_backlog: int = DEFAULT_MAX_BACKLOG
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    keepalive: float = DEFAULT_KEEPALIVE
     sndbuf: int | None = None
     """SO_SNDBUF for every accepted socket, in bytes; ``None`` keeps the OS's."""

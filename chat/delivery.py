@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,15 @@ class Outbox:
         """Queue (or send) one line; return the backlog in lines after it."""
         raise NotImplementedError
 
-    def put_many(self, lines: list[bytes], send_until: float = math.inf) -> int:
+    def put_many(self, lines: list[bytes], send_until: float = math.inf, joined: bytes = b"") -> int:
         """Queue (or send) several lines, in order; return the backlog after them.
 
         ``send_until`` (a ``time.perf_counter()`` value) ends the ``batched``
-        fast path for this call once passed. This default is one :meth:`put`
-        per line, so ``direct`` and ``queued`` keep their cost model (one send,
-        one wake-up per line).
+        fast path for this call once passed. ``joined``, when not empty, is
+        ``b"".join(lines)``, made once by a broadcast for all its recipients
+        instead of once per recipient. This default is one :meth:`put` per
+        line, so ``direct`` and ``queued`` keep their cost model (one send, one
+        wake-up per line).
         """
         n = 0
         for line in lines:
@@ -163,9 +166,11 @@ class Outbox:
 
     # -- writer side ----------------------------------------------------------
     def start(self) -> None:
+        """Start the writer thread, if the design has one; RuntimeError when the OS refuses a thread."""
         if self.has_writer:
-            self.thread = threading.Thread(target=self._run, name=f"writer-{self.label}", daemon=True)
-            self.thread.start()
+            thread = threading.Thread(target=self._run, name=f"writer-{self.label}", daemon=True)
+            thread.start()
+            self.thread = thread  # only a started thread: join() must never meet an unstarted one
 
     def join(self, timeout: float | None) -> bool:
         """Wait for the writer thread; True when it has ended."""
@@ -214,14 +219,17 @@ class Outbox:
                 self._progress.notify_all()
 
     # -- backpressure, called by readers WITHOUT the room lock ------------------
-    def wait_below(self, high_water: int, deadline: float) -> None:
-        """Wait while this outbox holds more than ``high_water`` lines.
+    def wait_below(self, high_water: int, deadline: float) -> int:
+        """Wait while this outbox holds more than ``high_water`` lines; return the slices waited.
 
         Returns when it drains to the mark or stops; or, marking it stalled
         (nobody waits for it again until its writer makes progress, so it will
         be dropped as slow when it overflows), at ``deadline`` or when its
-        writer moves no byte for :data:`STALL_TIMEOUT`.
+        writer moves no byte for :data:`STALL_TIMEOUT`. The count of slices
+        (times this reader ran while it waited) is what
+        :func:`wait_for_congested` needs to judge the other recipients too.
         """
+        slices = 0
         with self._progress:
             self._waiters += 1
             try:
@@ -231,7 +239,7 @@ class Outbox:
                 while self.backlog() > high_water and not self.is_finishing and not self.is_stalled:
                     if self.is_broken:  # its writer is gone: nothing will drain it
                         self.is_stalled = True
-                        return
+                        break
                     now = time.monotonic()
                     if now >= deadline:
                         if peer_is_behind(self.sock):
@@ -240,7 +248,7 @@ class Outbox:
                             # stalled until its writer makes progress.
                             self.is_stalled = True
                             log.info("%s stalled: its peer is still behind at the deadline", self.label)
-                        return  # else the server is behind, not the peer: the reader decides
+                        break  # else the server is behind, not the peer: the reader decides
                     if self.bytes_sent != progress:
                         progress, since, idle_slices = self.bytes_sent, now, 0
                     elif now - since >= STALL_TIMEOUT and idle_slices >= STALL_SLICES_MIN:
@@ -248,11 +256,13 @@ class Outbox:
                         # STALL_TIMEOUT froze the writer and this reader alike.
                         self.is_stalled = True
                         log.info("%s stalled: no progress for %.1f s", self.label, STALL_TIMEOUT)
-                        return
+                        break
                     self._progress.wait(min(STALL_SLICE, deadline - now))
                     idle_slices += 1
+                    slices += 1
             finally:
                 self._waiters -= 1
+        return slices
 
 
 class DirectOutbox(Outbox):
@@ -353,80 +363,50 @@ class BatchedOutbox(Outbox):
             pass  # already released and not yet taken: one pending wake-up is enough
 
     def put(self, line: bytes) -> int:
-        if self.is_finishing:
-            return 0
-        lines = self._lines
-        if not lines and self.send_when_idle and not self.is_broken:
-            line = self._send_now(line)
-            if not line:
-                return 0
-        lines.append(line)
-        n = len(lines)
-        if n == 1:  # empty -> non-empty: the writer may be asleep
-            self._signal()
-        return n
+        return self.put_many([line])
 
-    def put_many(self, batch: list[bytes], send_until: float = math.inf) -> int:
+    def put_many(self, batch: list[bytes], send_until: float = math.inf, joined: bytes = b"") -> int:
         if self.is_finishing:
             return 0
         lines = self._lines
-        if not lines and self.send_when_idle and not self.is_broken and time.perf_counter() < send_until:
-            batch = self._send_many_now(batch)
-            if not batch:
-                return 0
+        if (
+            not lines
+            and self.send_when_idle
+            and not self.is_broken
+            and time.perf_counter() < send_until
+            and self._sending.acquire(blocking=False)
+        ):
+            # The idle fast path: the whole batch in one send, without blocking.
+            # It runs once per recipient of every broadcast, so it is one call
+            # that makes no list and no bytes when the socket takes everything.
+            # Taken only with the deque empty and ``_sending`` free (the writer
+            # holds no bytes), so nothing older can still be on its way: order
+            # is kept. A full socket buffer or a broken peer leave the rest to
+            # the writer, which may block on it; the caller never does.
+            data = joined or (batch[0] if len(batch) == 1 else b"".join(batch))
+            try:
+                taken = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                taken = 0
+            except OSError as exc:
+                # The peer is gone: the writer meets the same error and stops,
+                # and the reader of this connection reports it.
+                log.debug("send to %s failed: %s", self.label, exc)
+                taken = -1
+            finally:
+                self._sending.release()
+            if taken > 0:
+                self.sends += 1
+                self.bytes_sent += taken
+                self.is_stalled = False
+                if taken == len(data):
+                    return 0
+                batch = _untaken(batch, taken)
         lines.extend(batch)  # one C call for the whole batch
         n = len(lines)
         if n <= len(batch):  # nothing older than this batch is left: the writer may be asleep
             self._signal()
         return n
-
-    # -- the idle fast path, called with the room lock held ------------------------
-    def _send_now(self, data: bytes) -> bytes:
-        """Hand ``data`` to the socket without blocking; return what it did not take.
-
-        Only called with the deque empty; sends only if the writer holds no
-        bytes (``_sending`` is free), so nothing older than ``data`` can still be
-        on its way: order is kept. A writer at work, a full socket buffer or a
-        broken peer leave the rest to the writer, which may block on it; the
-        caller never does.
-        """
-        if not self._sending.acquire(blocking=False):
-            return data  # the writer is sending: queue behind what it holds
-        try:
-            n = self.sock.send(data, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return data
-        except OSError as exc:
-            # The peer is gone: the writer meets the same error and stops, and
-            # the reader of this connection reports it.
-            log.debug("send to %s failed: %s", self.label, exc)
-            return data
-        finally:
-            self._sending.release()
-        self.sends += 1
-        self.bytes_sent += n
-        self.is_stalled = False
-        return data[n:]
-
-    def _send_many_now(self, batch: list[bytes]) -> list[bytes]:
-        """:meth:`_send_now` for a batch: return the lines (or the part of one) it did not take."""
-        if len(batch) == 1:
-            rest = self._send_now(batch[0])
-            return [rest] if rest else []
-        data = b"".join(batch)
-        rest = self._send_now(data)
-        if not rest:
-            return []
-        if len(rest) == len(data):
-            return batch
-        # Keep the backlog counted in lines: the untaken tail of a partly sent
-        # line, then the whole lines after it.
-        taken = len(data) - len(rest)
-        for i, line in enumerate(batch):
-            if taken < len(line):
-                return [line[taken:], *batch[i + 1 :]]
-            taken -= len(line)
-        return []
 
     def backlog(self) -> int:
         return len(self._lines)
@@ -453,6 +433,19 @@ class BatchedOutbox(Outbox):
                     self._send(chunk)
             if self.is_aborted or (self.is_finishing and not lines):
                 return
+
+
+def _untaken(batch: list[bytes], taken: int) -> list[bytes]:
+    """What is left of ``batch`` after a send took its first ``taken`` bytes.
+
+    Keeps the backlog counted in lines: the untaken tail of a partly sent
+    line, then the whole lines after it.
+    """
+    for i, line in enumerate(batch):
+        if taken < len(line):
+            return [line[taken:], *batch[i + 1 :]]
+        taken -= len(line)
+    return []
 
 
 def make_outbox(design: Delivery, sock: socket.socket, name: str = "") -> Outbox:
@@ -485,6 +478,45 @@ def peer_is_behind(sock: socket.socket) -> bool:
     if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
         return True  # reset or shut: gone, which is as behind as a peer gets
     return not mask & select.POLLOUT
+
+
+def wait_for_congested(
+    congested: Outbox, watched: Sequence[Outbox], high_water: int, deadline: float
+) -> None:
+    """Wait for ``congested`` (:meth:`Outbox.wait_below`); judge every ``watched`` outbox on the same wait.
+
+    One wait is evidence about every recipient, not only the one waited for.
+    When it lasted at least :data:`STALL_TIMEOUT` and this reader ran at least
+    :data:`STALL_SLICES_MIN` slices in it (the process was not merely
+    descheduled), an outbox whose writer moved no byte during the whole wait
+    and whose peer is still behind (:func:`peer_is_behind`: its socket takes
+    nothing) stopped reading as surely as one that was waited for, and is
+    marked stalled with it. So members that stop reading together cost the room
+    one stall period, not one each in turn (docs/architecture.md,
+    "Backpressure and slow consumers").
+    """
+    before = [(o, o.bytes_sent) for o in watched if o is not congested and not o.is_stalled]
+    start = time.monotonic()
+    slices = congested.wait_below(high_water, deadline)
+    if slices < STALL_SLICES_MIN or time.monotonic() - start < STALL_TIMEOUT:
+        return
+    stalled = 0
+    for outbox, sent in before:
+        if (
+            outbox.bytes_sent == sent
+            and not outbox.is_stalled
+            and not outbox.is_finishing
+            and peer_is_behind(outbox.sock)
+        ):
+            outbox.is_stalled = True
+            stalled += 1
+    if stalled:
+        log.info(
+            "%d more stalled with %s: no progress and their peers behind during the same %.1f s",
+            stalled,
+            congested.label,
+            time.monotonic() - start,
+        )
 
 
 def shutdown_socket(sock: socket.socket) -> None:

@@ -20,9 +20,9 @@ A site is named after the function that takes the lock, read from the
 caller's frame once per acquisition (``with self.lock:`` inside
 :meth:`chat.room.Room.say` is site ``say``). :mod:`chat.room` names its
 critical sections after its methods, so the sites are exactly the sections its
-docstring lists: ``admit``, ``reply``, ``join``, ``say``, ``who``, ``leave``,
-``release``, ``shutdown``. Code whose function names are not the section's name
-can label it explicitly: ``with lock.section("flush"):``.
+docstring lists: ``admit``, ``heard``, ``reply``, ``join``, ``say``, ``who``,
+``outboxes``, ``leave``, ``release``, ``shutdown``. Code whose function names
+are not the section's name can label it explicitly: ``with lock.section("flush"):``.
 
 Every figure is guarded by the instrumented lock itself: counters are updated
 only while it is held (a hold is recorded just before the release), so the

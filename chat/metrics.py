@@ -37,6 +37,7 @@ import logging
 import socketserver
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
@@ -191,11 +192,50 @@ def lock_metrics(st: LockStatistics) -> Iterator[Metric]:
 # -- serving ----------------------------------------------------------------------
 
 
+#: Scrapes served at once; a connection past them is closed unanswered. A
+#: scraper needs one; the bound keeps idle connections from taking threads and
+#: descriptors that chat clients need.
+MAX_SCRAPES = 8
+#: Seconds a scrape connection may stay silent (request or keep-alive) before it is closed.
+REQUEST_TIMEOUT = 5.0
+
+
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per scrape, at most :data:`MAX_SCRAPES` at once."""
+
     daemon_threads = True  # a scrape in progress never holds up the server's exit
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Critical section: taken by the accepting thread before a scrape's
+        # thread starts, released by that thread when the scrape ends.
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("metrics: refusing %s: %d scrapes in progress", client_address, MAX_SCRAPES)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scraper that times out or hangs up is its own business: no traceback on the server's stderr.
+        log.debug("metrics: request from %s failed", client_address, exc_info=True)
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_TIMEOUT  # socket timeout of every read: an idle connection is closed
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
         log.debug("metrics: " + format, *args)
 

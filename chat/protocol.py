@@ -53,9 +53,12 @@ DEFAULT_MAX_LINE = 4096
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,20}")
 MAX_NAME_LEN = 20
 
-#: C0 controls other than tab, and DEL. Raw escape sequences must never reach
-#: another user's terminal, so lines holding them are refused.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: C0 controls other than tab, DEL, C1 controls (U+0080 to U+009F, NEL and the
+#: 8-bit CSI among them) and the Unicode line and paragraph separators U+2028
+#: and U+2029. Raw escape sequences must never reach another user's terminal,
+#: and a client that splits lines on any of these (``str.splitlines`` does)
+#: would show a forged second line, so lines holding them are refused.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 ENCODING = "utf-8"
 
@@ -429,7 +432,7 @@ def decode_line(raw: bytes) -> str:
     """Decode one received line (terminator removed) and refuse what must not pass.
 
     Raises :class:`RemoteProtocolError` with ``bad-encoding`` for invalid UTF-8
-    and for lines holding a C0 control character other than tab, or DEL.
+    and for lines holding a control character (see ``_CONTROL_RE``).
     """
     try:
         text = raw.decode(ENCODING)

@@ -20,11 +20,15 @@ critical section that starts with ``with self.lock:`` (``admit`` and
 ``shutdown`` take it with a timeout instead, so that the acceptor is never stuck
 behind a blocked ``direct`` send). The sections, by name:
 
-``admit``      take a slot for a new connection, or refuse it (``ERR full``);
+``admit``      take a slot for a new connection, or refuse it (``ERR full``); when
+               every slot is taken, a connection silent since its connect for
+               ``SILENT_EVICT_AFTER`` gives its slot up (``ERR timeout``);
+``heard``      note a connection's first bytes (it can no longer be evicted);
 ``reply``      put a line to one connection (HELLO, ERR, BYE, USERS);
 ``join``       check the name is free, register it, send ``OK``, broadcast JOIN;
 ``say``        broadcast MSG lines;
 ``who``        answer ``/who`` from the registry;
+``outboxes``   every member's outbox, for a reader about to pause (backpressure);
 ``leave``      unregister, broadcast LEAVE (quit, disconnected or slow);
 ``release``    free the slot of a closed connection;
 ``shutdown``   BYE to every connection, then no more broadcasts.
@@ -40,7 +44,9 @@ Nothing under the lock blocks, except in the ``direct`` delivery design, which
 sends under the lock on purpose (see :mod:`chat.delivery`). Readers that wait for
 a congested recipient (backpressure) wait *outside* the lock: ``say`` stops at
 the first recipient past the high-water mark and returns it, the reader waits
-for it to drain, then broadcasts the rest. docs/architecture.md explains the rule.
+for it to drain (judging every other recipient on the same wait, so that members
+that stop reading together are found together), then broadcasts the rest.
+docs/architecture.md explains the rule.
 
 Extension points
 ----------------
@@ -65,6 +71,7 @@ body; :meth:`Room.locks` tells a monitor about any lock it adds.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -74,8 +81,12 @@ from chat import protocol
 from chat.delivery import FAST_PATH_BUDGET, Outbox
 from chat.lockstat import SupportsLock
 from chat.protocol import ErrorCode, LeaveReason
+from chat.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+#: Lines that a client can cause over and over: at most one per interval each (chat.ratelog).
+_log_unread = RateLimitedLog(log, logging.INFO)
+_log_evicted = RateLimitedLog(log, logging.INFO)
 
 SHUTDOWN_TEXT = "server shutting down"
 #: Chat lines broadcast per call to each outbox (see Room.say). Small against
@@ -84,16 +95,28 @@ SHUTDOWN_TEXT = "server shutting down"
 SAY_CHUNK = 32
 
 
+#: When every slot is taken, a newcomer takes the slot of the connection that
+#: has been silent (not one byte since its connect) the longest, if that is at
+#: least this many seconds: silent connections cannot keep real users out, and
+#: a client gets a moment to send its name before it can lose its slot
+#: (docs/protocol.md, "Slots").
+SILENT_EVICT_AFTER = 2.0
+EVICTED_TEXT = "you sent nothing and the server is full: your slot went to a newcomer"
+
+
 class Connection:
     """One client connection as the room sees it: its outbox and, once joined, its name."""
 
-    __slots__ = ("outbox", "name", "peer", "is_member")
+    __slots__ = ("outbox", "name", "peer", "is_member", "opened", "is_silent")
 
     def __init__(self, outbox: Outbox, peer: str = "") -> None:
         self.outbox = outbox
         self.peer = peer
         self.name: str | None = None
         self.is_member = False
+        self.opened = time.monotonic()
+        #: Nothing received from it yet (set under the lock, by ``heard``).
+        self.is_silent = True
 
     def __repr__(self) -> str:
         return f"Connection({self.name or self.peer!r})"
@@ -108,6 +131,7 @@ class RoomStats:
     joins: int = 0
     leaves: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in LeaveReason})
     refused_full: int = 0
+    evicted_silent: int = 0
 
 
 class Room:
@@ -168,13 +192,25 @@ class Room:
         if not self.lock.acquire(timeout=lock_timeout):
             raise TimeoutError("the room's lock is held by a blocked sender")
         try:
-            if self.is_closing or len(self.connections) >= self.max_clients:
+            if self.is_closing:
+                self.stats.refused_full += 1
+                return False
+            if len(self.connections) >= self.max_clients and not self._evict_silent_locked():
                 self.stats.refused_full += 1
                 return False
             self.connections.add(conn)
             return True
         finally:
             self.lock.release()
+
+    def heard(self, conn: Connection) -> None:
+        """Critical section ``heard``: ``conn`` sent its first bytes; it is no longer evictable.
+
+        Under the lock so that ``admit`` never evicts a connection whose name
+        is already on its way: once per connection, at its first ``recv``.
+        """
+        with self.lock:
+            conn.is_silent = False
 
     def release(self, conn: Connection) -> None:
         """Critical section ``release``: free the slot of a closed connection."""
@@ -265,6 +301,16 @@ class Room:
             if conn.outbox.put(protocol.format_event(protocol.Users(names))) > self.max_backlog:
                 self._overflow_locked(conn)
 
+    def outboxes(self) -> list[Outbox]:
+        """Critical section ``outboxes``: every member's outbox, for a reader about to wait for one.
+
+        What :func:`chat.delivery.wait_for_congested` watches while the reader
+        waits, so that one wait judges every recipient (the backpressure rule,
+        docs/architecture.md). Called only before a pause, never per broadcast.
+        """
+        with self.lock:
+            return [c.outbox for c in self._recipients_locked()]
+
     def leave(self, conn: Connection, reason: LeaveReason) -> bool:
         """Critical section ``leave``: unregister ``conn`` and announce why.
 
@@ -303,6 +349,28 @@ class Room:
                 self.lock.release()
 
     # -- the steps: called with the lock held (see "Extension points") ------------
+    def _evict_silent_locked(self) -> bool:
+        """Free the slot of the longest-silent connection, if one qualifies. Called with the lock held.
+
+        The evicted connection gets ``ERR timeout`` and its reading side is
+        shut, so that its reader wakes, sees the end of input and closes it;
+        its slot is given up here, at once. True when a slot was freed.
+        """
+        cutoff = time.monotonic() - SILENT_EVICT_AFTER
+        silent = [c for c in self.connections if c.is_silent and not c.is_member and c.opened <= cutoff]
+        if not silent:
+            return False
+        oldest = min(silent, key=lambda c: c.opened)
+        self.connections.discard(oldest)
+        self.stats.evicted_silent += 1
+        oldest.outbox.finish_with(protocol.format_err(ErrorCode.TIMEOUT, EVICTED_TEXT))
+        try:
+            oldest.outbox.sock.shutdown(socket.SHUT_RD)  # wakes its reader; the ERR still goes out
+        except OSError:
+            pass  # already gone: its reader is ending anyway
+        _log_evicted.log("slot of silent connection %s given to a newcomer", oldest.peer)
+        return True
+
     def _next_seq(self) -> int:
         """The next broadcast's seq. Called with the lock held."""
         self.seq += 1
@@ -355,8 +423,10 @@ class Room:
         # batched sends straight to idle members' sockets only within this budget,
         # so that the section stays short however many members (chat.delivery).
         send_until = time.perf_counter() + FAST_PATH_BUDGET
+        # One bytes object for every recipient's fast-path send, not one each.
+        joined = b"".join(lines) if len(lines) > 1 else b""
         for conn in members:
-            n = conn.outbox.put_many(lines, send_until)
+            n = conn.outbox.put_many(lines, send_until, joined)
             if n > worst_n:
                 if n > limit:
                     if overflowed is None:
@@ -384,7 +454,7 @@ class Room:
         if conn.is_member:
             self._leave_locked(conn, LeaveReason.SLOW)
         elif not conn.outbox.is_finishing:
-            log.info("closing %s: it does not read its replies", conn.peer)
+            _log_unread.log("closing %s: it does not read its replies", conn.peer)
             conn.outbox.abort()
 
     def _leave_locked(self, conn: Connection, reason: LeaveReason) -> bool:

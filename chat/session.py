@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from chat import protocol
 from chat.config import SHUTDOWN_FLUSH, SHUTDOWN_JOIN, ServerConfig
-from chat.delivery import MAX_BACKPRESSURE_WAIT, Outbox, make_outbox, shutdown_socket
+from chat.delivery import MAX_BACKPRESSURE_WAIT, Outbox, make_outbox, shutdown_socket, wait_for_congested
 from chat.protocol import (
     LINE_TOO_LONG,
     Blank,
@@ -101,6 +101,8 @@ class Session:
             if not data:
                 self.room.leave(self.conn, LeaveReason.DISCONNECTED)
                 return
+            if self.conn.is_silent:  # only this thread clears it: no lock needed to read it
+                self.room.heard(self.conn)
             if not self._lines(self.buffer.feed(data)):
                 return
 
@@ -167,7 +169,9 @@ class Session:
         The reader's side of the backpressure rule (docs/architecture.md,
         "Backpressure and slow consumers"): each pause for a recipient whose
         client is behind lasts at most MAX_BACKPRESSURE_WAIT, after which
-        :meth:`chat.delivery.Outbox.wait_below` has marked it stalled; a
+        :meth:`chat.delivery.Outbox.wait_below` has marked it stalled (and
+        :func:`chat.delivery.wait_for_congested` every other recipient that
+        moved nothing in the same pause); a
         recipient that is behind only because the server is gets a new period
         each time. Whether to pause is never decided by the clock alone.
         """
@@ -178,7 +182,7 @@ class Session:
             done, congested = self.room.say(self.conn, pending)
             del pending[:done]
             if congested is not None:
-                congested.wait_below(self.room.low_water, deadline)
+                wait_for_congested(congested, self.room.outboxes(), self.room.low_water, deadline)
                 if time.monotonic() >= deadline:
                     # Stalled (its client lags: not waited for again), or still
                     # congested because the server is behind: either way the

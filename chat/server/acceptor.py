@@ -28,7 +28,9 @@ socket is shut (waking blocked readers and writers) and every thread is joined.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import selectors
 import socket
 import threading
@@ -39,7 +41,9 @@ from chat.config import SHUTDOWN_FLUSH, SHUTDOWN_JOIN, ServerConfig
 from chat.delivery import shutdown_socket
 from chat.lockstat import SupportsLock
 from chat.protocol import ErrorCode
+from chat.ratelog import RateLimitedLog
 from chat.room import SHUTDOWN_TEXT, Room
+from chat.server.sockopts import keepalive_for, tune_accepted
 from chat.session import Session, SessionFactory
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,14 @@ log = logging.getLogger(__name__)
 #: the room.
 ADMIT_LOCK_WAIT = 0.1
 FULL_TEXT = "the server is full, try again later"
+#: Out of file descriptors (EMFILE, ENFILE) or kernel memory: the listener is
+#: left alone this long, doubling from the first to the last figure while the
+#: condition lasts, so that the accept loop does not spin. The last figure
+#: bounds how long a freed descriptor waits to be used.
+ACCEPT_BACKOFF = (0.01, 0.25)
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_log_accept = RateLimitedLog(log, logging.WARNING)
+_log_threads = RateLimitedLog(log, logging.WARNING)
 
 
 class ChatServer:
@@ -78,6 +90,13 @@ class ChatServer:
         self._sessions: dict[threading.Thread, Session] = {}
         self._threads_lock = threading.Lock()
         self.address: tuple[str, int] = (config.host, config.port)
+        self._keepalive = keepalive_for(config.keepalive)
+        # The reserved descriptor: closed for a moment at EMFILE so that the
+        # newcomer can be accepted and told ERR full instead of nothing.
+        self._spare_fd: int | None = _open_spare()
+        self._backoff = 0.0  # seconds the listener is left alone after a resource error; 0: none
+        self._watching = False  # the listener is registered with the selector
+        self._accept_resumes = 0.0  # time.monotonic() at which the listener is watched again
 
     # -- lifecycle ----------------------------------------------------------------
     def bind(self) -> tuple[str, int]:
@@ -97,6 +116,7 @@ class ChatServer:
         listener.setblocking(False)
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ, "accept")
+        self._watching = True
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.address = (self.config.host, listener.getsockname()[1])
         return self.address
@@ -106,7 +126,14 @@ class ChatServer:
         assert self._listener is not None, "call bind() first"
         try:
             while not self._stop.is_set():
-                for key, _ in self._selector.select(timeout=1.0):
+                timeout = 1.0
+                if not self._watching:  # backing off after a resource error
+                    timeout = self._accept_resumes - time.monotonic()
+                    if timeout <= 0:
+                        self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+                        self._watching = True
+                        timeout = 1.0
+                for key, _ in self._selector.select(timeout=timeout):
                     if key.data == "accept":
                         self._accept_ready()
         finally:
@@ -133,17 +160,60 @@ class ChatServer:
             try:
                 sock, addr = self._listener.accept()
             except (BlockingIOError, InterruptedError):
+                self._backoff = 0.0
                 return
-            except OSError as exc:  # e.g. EMFILE: log, keep serving the others
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._out_of_resources(exc)
+                else:  # e.g. ECONNABORTED: that one connection's problem
+                    _log_accept.log("accept failed: %s", exc)
                 return
+            self._backoff = 0.0
             self._start_session(sock, addr)
 
+    def _out_of_resources(self, exc: OSError) -> None:
+        """Accept failed for want of descriptors or memory: shed one newcomer, then back off.
+
+        The members are served as before (their threads need no new
+        descriptor); the listener is unwatched for a growing pause, so the
+        loop does not spin at 100 % of a core, and watched again within
+        ``ACCEPT_BACKOFF[1]`` of the pause's start.
+        """
+        _log_accept.log("accept failed: %s; refusing newcomers until descriptors are free", exc)
+        self._shed_waiting()
+        low, high = ACCEPT_BACKOFF
+        self._backoff = min(high, self._backoff * 2) if self._backoff else low
+        self._accept_resumes = time.monotonic() + self._backoff
+        assert self._listener is not None
+        self._selector.unregister(self._listener)
+        self._watching = False
+
+    def _shed_waiting(self) -> None:
+        """The reserved-descriptor trick: tell the connections waiting in the backlog ``ERR full``.
+
+        For each: free the spare descriptor, accept, refuse, close, reserve the
+        spare again. Bounded per call, like accepting; a newcomer gets an
+        answer instead of silence, and costs a few system calls, not a spin.
+        """
+        assert self._listener is not None
+        for _ in range(64):
+            if self._spare_fd is None:
+                self._spare_fd = _open_spare()
+                if self._spare_fd is None:
+                    return  # another thread took the descriptor: nothing to shed with
+            os.close(self._spare_fd)
+            self._spare_fd = None
+            try:
+                sock, addr = self._listener.accept()
+            except OSError:
+                return  # nobody waiting (or the descriptor went elsewhere already)
+            else:
+                self._refuse(sock, f"{addr[0]}:{addr[1]}", protocol.format_err(ErrorCode.FULL, FULL_TEXT))
+            finally:
+                self._spare_fd = _open_spare()
+
     def _start_session(self, sock: socket.socket, addr: tuple[str, int]) -> None:
-        sock.setblocking(True)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.config.sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.sndbuf)
+        tune_accepted(sock, keepalive=self._keepalive, sndbuf=self.config.sndbuf)
         peer = f"{addr[0]}:{addr[1]}"
         session = self._session_factory(self.room, sock, peer, self.config)
         while True:
@@ -164,8 +234,25 @@ class ChatServer:
         )
         with self._threads_lock:
             self._sessions[reader] = session
-        session.outbox.start()
-        reader.start()
+        try:
+            session.outbox.start()
+            reader.start()
+        except RuntimeError as exc:  # "can't start new thread": a task limit (cgroup, ulimit -u)
+            self._unstarted(session, reader, exc)
+
+    def _unstarted(self, session: Session, reader: threading.Thread, exc: RuntimeError) -> None:
+        """A thread of this connection could not start: refuse it alone (``ERR full``), serve the rest."""
+        _log_threads.log("refusing %s: cannot start a thread (%s)", session.peer, exc)
+        with self._threads_lock:
+            self._sessions.pop(reader, None)
+        try:
+            session.sock.send(protocol.format_err(ErrorCode.FULL, FULL_TEXT), socket.MSG_DONTWAIT)
+        except OSError as send_exc:
+            log.debug("%s: could not send ERR full: %s", session.peer, send_exc)
+        session.outbox.abort()  # stops its writer, if that one started
+        session.outbox.join(SHUTDOWN_JOIN)
+        session.sock.close()
+        self.room.release(session.conn)
 
     @staticmethod
     def _refuse(sock: socket.socket, peer: str, line: bytes) -> None:
@@ -204,11 +291,23 @@ class ChatServer:
         for session in sessions:
             session.outbox.join(max(0.0, join_deadline - time.monotonic()))
         if self._listener is not None:
-            self._selector.unregister(self._listener)
+            if self._watching:
+                self._selector.unregister(self._listener)
             self._listener.close()
         self._selector.close()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
         self._wake_r.close()
         self._wake_w.close()
         alive = [t.name for t in threads if t.is_alive()]
         if alive:
             log.warning("%d threads still running at exit: %s", len(alive), ", ".join(alive[:5]))
+
+
+def _open_spare() -> int | None:
+    """A descriptor held in reserve for :meth:`ChatServer._shed_one` (None when none is left)."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None

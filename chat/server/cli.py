@@ -44,6 +44,21 @@ def _window(text: str) -> float:
     return value
 
 
+def _keepalive(text: str) -> float:
+    """0 (off), or at least 1 second: the kernel's keepalive timers count whole seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value == 0 or 1 <= value <= MAX_KEEPALIVE):
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or 1 to {MAX_KEEPALIVE:g} seconds: {text}")
+    return value
+
+
+#: TCP_KEEPIDLE is at most 32767 s in Linux; half the budget is idle time.
+MAX_KEEPALIVE = 32767.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.OneLineParser(
         prog="python -m chat.server",
@@ -91,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a new connection has to send an accepted username (default: %(default)s)",
     )
     parser.add_argument(
+        "--keepalive",
+        metavar="SECONDS",
+        type=_keepalive,
+        default=config.DEFAULT_KEEPALIVE,
+        help="a member whose machine vanished (no FIN, no RST) is announced as disconnected and "
+        "its slot freed within twice this, by TCP keepalive and TCP_USER_TIMEOUT; at least 1, "
+        "or 0 for off (default: %(default)g)",
+    )
+    parser.add_argument(
         "--sndbuf",
         type=cli.positive_int,
         default=None,
@@ -103,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics (lock contention per critical section, deliveries, backlog) "
         "at http://HOST:PORT/metrics; 0 picks a free port, announced on stderr as "
         "'metrics on URL' (default: off, and the room's lock is a plain threading.Lock)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=config.DEFAULT_METRICS_HOST,
+        help="address the metrics endpoint listens on, whatever --host is: it has no "
+        "authentication, so it stays on loopback unless you say otherwise (default: %(default)s)",
     )
     parser.add_argument(
         "--unsafe",
@@ -139,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_line=args.max_line,
         max_backlog=args.max_backlog,
         handshake_timeout=args.handshake_timeout,
+        keepalive=args.keepalive,
         sndbuf=args.sndbuf,
     )
 
@@ -184,10 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from chat.metrics import serve_metrics
 
         try:
-            metrics = serve_metrics(server.room, args.host, args.metrics_port, unsafe=args.unsafe)
+            metrics = serve_metrics(server.room, args.metrics_host, args.metrics_port, unsafe=args.unsafe)
         except OSError as exc:
             print(
-                f"{PROG}: cannot serve metrics on {args.host}:{args.metrics_port}: {exc.strerror or exc}",
+                f"{PROG}: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                f"{exc.strerror or exc}",
                 file=sys.stderr,
             )
             return 2

@@ -29,6 +29,8 @@ from chat.protocol import Bye, Err, ErrorCode, Hello, Join, Leave, Msg, Ok, User
         ("del\x7f", "del\\x7f"),
         ("c1 csi\x9b2J", "c1 csi\\x9b2J"),
         ("bidi\u202eevil", "bidi\\u202eevil"),
+        ("nel\u0085line", "nel\\x85line"),
+        ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
         ("zażółć 日本", "zażółć 日本"),
     ],
 )

@@ -363,3 +363,87 @@ def test_a_broadcast_sends_directly_only_within_its_budget(sockets: Sockets) -> 
     other, _ = sockets.pair()
     fresh = BatchedOutbox(other, "f")
     assert fresh.put_many([b"now\n"], send_until=time.perf_counter() + 10) == 0  # sent at once
+
+
+# -- one wait judges every recipient (wait_for_congested) --------------------------------
+
+
+def blocked_writer(label: str, queued: int) -> tuple[BatchedOutbox, socket.socket, socket.socket]:
+    """An outbox whose peer reads nothing: its writer is blocked in a send, ``queued`` lines wait."""
+    ours, peer = tcp_pair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    outbox = BatchedOutbox(ours, label)
+    outbox.start()
+    outbox.put_many([b"y" * 2000 + b"\n"] * 100)  # 200 KB: the writer takes them and blocks
+    wait_for(lambda: outbox.backlog() == 0, what=f"{label}'s writer took the first batch")
+    for _ in range(queued):
+        outbox.put(b"z\n")
+    wait_for(lambda: delivery.peer_is_behind(ours), what=f"{label}'s socket full")
+    return outbox, ours, peer
+
+
+def close_all(*items: tuple[BatchedOutbox, socket.socket, socket.socket]) -> None:
+    for outbox, ours, peer in items:
+        outbox.abort()
+        outbox.join(5)
+        ours.close()
+        peer.close()
+
+
+def test_one_wait_marks_every_recipient_that_moved_nothing_and_whose_peer_is_behind() -> None:
+    """Members that stop reading together are found on one wait, not one wait each.
+
+    The waited-for outbox and a second non-reader (nothing queued: its writer is
+    blocked with everything it took, the backlog does not matter) are both marked
+    stalled; an idle recipient whose socket has room is not.
+    """
+    waited = blocked_writer("waited", 50)
+    other = blocked_writer("other", 0)
+    idle_ours, idle_peer = tcp_pair()
+    idle = BatchedOutbox(idle_ours, "idle")
+    idle.start()
+    try:
+        watched = [waited[0], other[0], idle]
+        delivery.wait_for_congested(waited[0], watched, 10, time.monotonic() + 30)
+        assert waited[0].is_stalled
+        assert other[0].is_stalled, "a non-reader was left for a wait of its own"
+        assert not idle.is_stalled, "a recipient whose socket has room was marked stalled"
+    finally:
+        close_all(waited, other, (idle, idle_ours, idle_peer))
+
+
+def test_a_recipient_that_makes_progress_during_the_wait_is_not_marked() -> None:
+    """Its socket is full now, but its writer moved bytes during the wait: its client reads."""
+    waited = blocked_writer("waited", 50)
+    moving = blocked_writer("moving", 0)
+    outbox = waited[0]
+
+    def progress_while_waited_for() -> None:
+        wait_for(lambda: outbox._waiters > 0, what="the reader waiting")
+        moving[0].bytes_sent += 1  # what its writer's next completed slice does
+
+    helper = threading.Thread(target=progress_while_waited_for)
+    helper.start()
+    try:
+        delivery.wait_for_congested(outbox, [outbox, moving[0]], 10, time.monotonic() + 30)
+        helper.join(10)
+        assert outbox.is_stalled
+        assert not moving[0].is_stalled
+    finally:
+        helper.join(10)
+        close_all(waited, moving)
+
+
+def test_a_wait_too_short_to_be_evidence_marks_nobody_else() -> None:
+    """The waited-for recipient is already below the mark: no pause, so no verdict on the others."""
+    behind = blocked_writer("behind", 0)
+    ours, peer = tcp_pair()
+    drained = BatchedOutbox(ours, "drained")
+    try:
+        delivery.wait_for_congested(drained, [drained, behind[0]], 10, time.monotonic() + 30)
+        assert not behind[0].is_stalled
+        assert not drained.is_stalled
+    finally:
+        close_all(behind)
+        ours.close()
+        peer.close()

@@ -78,3 +78,63 @@ def test_metrics_port_in_use_is_a_clear_error() -> None:
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("chat.server: cannot serve metrics on"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """The TCP addresses process ``pid`` listens on (psutil)."""
+    import psutil
+
+    return {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+def test_metrics_stay_on_loopback_when_chat_listens_everywhere() -> None:
+    srv = ServerProcess("--host", "0.0.0.0", "--metrics-port", "0").start()
+    try:
+        url = read_metrics_url(srv)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert url == f"http://127.0.0.1:{port}/metrics"
+        assert listening_addresses(srv.pid) == {("0.0.0.0", srv.port), ("127.0.0.1", port)}
+        assert "chat_members 0.0" in scrape(url)
+    finally:
+        err = srv.stop()
+    assert "Traceback" not in err, err
+
+
+def test_metrics_host_chooses_the_metrics_address() -> None:
+    srv = ServerProcess("--host", "127.0.0.1", "--metrics-port", "0", "--metrics-host", "localhost").start()
+    try:
+        url = read_metrics_url(srv)
+        assert url.startswith("http://localhost:")
+        assert "chat_members" in scrape(url)
+    finally:
+        srv.stop()
+
+
+def test_idle_metrics_connections_neither_block_scrapes_nor_stay_forever() -> None:
+    """Connections that never send a request: a scrape still answers, and each is closed after its timeout."""
+    from chat.metrics import MAX_SCRAPES, REQUEST_TIMEOUT
+
+    srv = ServerProcess("--metrics-port", "0").start()
+    idle: list[socket.socket] = []
+    try:
+        url = read_metrics_url(srv)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        for _ in range(MAX_SCRAPES * 4):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))
+        # Past the bound, connections are closed at once and take no thread.
+        threads = srv.thread_count()
+        assert threads <= 2 + MAX_SCRAPES + 2, threads  # main, accept, metrics, scrapes
+        # Each idle one is closed by the server within its request timeout (EOF on our side).
+        for s in idle:
+            s.settimeout(REQUEST_TIMEOUT + TIMEOUT)
+            assert s.recv(1) == b""
+        assert "chat_members" in scrape(url)
+    finally:
+        for s in idle:
+            s.close()
+        err = srv.stop()
+    assert "Traceback" not in err, err

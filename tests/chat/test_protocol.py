@@ -172,6 +172,11 @@ def test_decode_line_accepts(raw: bytes, text: str) -> None:
         (b"bell\x07", r"^control characters are not allowed$"),
         (b"cr\rinside", r"^control characters are not allowed$"),
         (b"\x1f", r"^control characters are not allowed$"),
+        ("nel\u0085".encode(), r"^control characters are not allowed$"),
+        ("\u0080".encode(), r"^control characters are not allowed$"),
+        ("\u009f".encode(), r"^control characters are not allowed$"),
+        ("ls\u2028".encode(), r"^control characters are not allowed$"),
+        ("ps\u2029".encode(), r"^control characters are not allowed$"),
     ],
 )
 def test_decode_line_refuses(raw: bytes, message: str) -> None:

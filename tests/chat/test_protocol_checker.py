@@ -62,6 +62,9 @@ def test_broadcast_numbering(line: str, numbered: bool | None) -> None:
         ("nul\x00", ErrorCode.BAD_ENCODING),
         ("escape \x1b[31mred", ErrorCode.BAD_ENCODING),
         ("del\x7f", ErrorCode.BAD_ENCODING),
+        ("nel\u0085", ErrorCode.BAD_ENCODING),
+        ("sep\u2028", ErrorCode.BAD_ENCODING),
+        ("nbsp\u00a0and é are text", None),  # the first printable code points past C1
         ("x" * DEFAULT_MAX_LINE, None),
         ("x" * (DEFAULT_MAX_LINE + 1), ErrorCode.LINE_TOO_LONG),
         ("é" * (DEFAULT_MAX_LINE // 2), None),  # 2 bytes each: exactly the limit

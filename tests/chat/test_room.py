@@ -204,6 +204,15 @@ def test_say_does_not_pause_for_a_stalled_outbox_nor_when_told_not_to(sockets: S
     assert room.say(alice, ["y"] * 5) == (5, None)
 
 
+def test_outboxes_are_the_members_ones_what_a_pausing_reader_watches(sockets: Sockets) -> None:
+    room = Room(max_clients=5, max_backlog=100)
+    alice, bob = connect(room, sockets, "alice"), connect(room, sockets, "bob")
+    connect(room, sockets)  # handshaking: receives no broadcast, so never makes the room wait
+    assert sorted(room.outboxes(), key=id) == sorted([alice.outbox, bob.outbox], key=id)
+    room.leave(bob, LeaveReason.QUIT)
+    assert room.outboxes() == [alice.outbox]
+
+
 def test_replies_count_towards_the_backlog(sockets: Sockets) -> None:
     room = Room(max_clients=5, max_backlog=4)
     alice = connect(room, sockets, "alice")
@@ -268,9 +277,10 @@ def test_a_room_that_overrides_a_step_keeps_the_chunked_say(sockets: Sockets) ->
     calls: list[int] = []
     put_many = bob.outbox.put_many
 
-    def counted(batch: list[bytes], send_until: float = 0.0) -> int:
+    def counted(batch: list[bytes], send_until: float = 0.0, joined: bytes = b"") -> int:
         calls.append(len(batch))
-        return put_many(batch, send_until)
+        assert joined in (b"", b"".join(batch))  # joined once for all recipients, or not at all
+        return put_many(batch, send_until, joined)
 
     bob.outbox.put_many = counted  # type: ignore[method-assign]
     texts = [f"m{i}" for i in range(70)]

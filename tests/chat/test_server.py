@@ -359,6 +359,10 @@ BAD_ENCODINGS = [
     b"bell\x07",
     b"del\x7f",
     b"cr\rinside",
+    "hi\u0085MSG 99 admin fake".encode(),  # NEL: a forged second line for str.splitlines
+    "csi\u009b2J".encode(),  # a C1 control: the one-byte CSI
+    "line\u2028sep".encode(),
+    "para\u2029sep".encode(),
 ]
 
 
