@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--contested", default=None, help="comma-separated contested names")
     parser.add_argument("--asked", type=int, help="bots asked for (default: the run's, else the bots seen)")
     parser.add_argument("--witnesses", type=int, default=20, help="witnesses printed (default 20)")
+    parser.add_argument(
+        "--strict-order",
+        action="store_true",
+        help="IRC runs: judge agreement between members too (default: as the run was judged)",
+    )
     return parser
 
 
@@ -123,11 +128,17 @@ def config_for(args: argparse.Namespace, record: dict[str, object]) -> CheckConf
     else:
         found = record.get("contested_names")
         contested = frozenset(name_key(str(n)) for n in found) if isinstance(found, list) else frozenset()
+    protocol = "irc" if record.get("protocol") == "irc" else "chat"
+    strict_order: bool | None = None
+    if protocol == "irc":
+        strict_order = bool(args.strict_order or record.get("strict_order") is True)
     return CheckConfig(
         handshake_bound=args.handshake_bound or _number(record.get("handshake_bound")) or 5.0,
         delivery_bound=args.delivery_bound or _number(record.get("delivery_bound")) or 5.0,
         contested_names=contested,
         run_end=_number(record.get("run_end")),
+        protocol=protocol,
+        strict_order=strict_order,
     )
 
 

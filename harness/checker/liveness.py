@@ -24,7 +24,7 @@ def check_liveness(run: ParsedRun, limit: int = MAX_WITNESSES) -> CheckResult:
                 f"{c.client} gave up waiting for the server: {c.closed.detail or 'timeout'}",
                 {**c.label(), "closed_at": c.closed.t, "detail": c.closed.detail},
             )
-        if c.role not in SLOW_ROLES and c.sent:
+        if c.role not in SLOW_ROLES and c.sent and c.echoes:
             _add_late_echoes(run, c, res)
         if c.role in SLOW_ROLES and run.config.max_backlog is not None:
             _add_unbounded_backlog(run, c, res)

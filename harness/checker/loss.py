@@ -72,8 +72,10 @@ def _owed_by_time(run: ParsedRun, m: ParsedClient, end: float, missing: dict[int
     los, mids = _sorted_by_lo(run)
     i = bisect.bisect_right(los, m.ok_at)
     stop = bisect.bisect_left(los, end, lo=i)
+    own = -1 if m.echoes else m.index  # without echo, a sender is owed none of its own
+    sender = run.table.sender
     for mid in mids[i:stop]:
-        if mid not in recv and tb[mid] < end:
+        if mid not in recv and tb[mid] < end and sender[mid] != own:
             missing[mid] = TIME_RULE
 
 

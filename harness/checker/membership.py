@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import NamedTuple
 
-from chat.protocol import ErrorCode, name_key
+from chat.protocol import ErrorCode
 from harness.checker.model import MAX_WITNESSES, SLOW_ROLES, CheckResult, short
 from harness.checker.parse import LineKind, ParsedClient, ParsedLine, ParsedRun, UsersAnswer
 from harness.record.history import HowClosed
@@ -295,6 +295,7 @@ def _check_users(
     numbering, against every client certainly present at that seq)."""
     pos = answer.position
     names = answer.names
+    name_key = run.name_key
     keys = {name_key(n) for n in names}
     w = {**m.label(), "users": short(names), "position": pos}
     if m.key not in keys:
@@ -381,6 +382,7 @@ def _add_false_refusals(run: ParsedRun, res: CheckResult) -> None:
     bound = run.config.delivery_bound
     contested = run.config.contested_names
     possible: dict[str, list[tuple[float, float, str]]] = {}
+    name_key = run.name_key
     for c in run.clients:
         for att in c.attempts:
             if att.reply is not None and att.reply != "ok":

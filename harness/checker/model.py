@@ -104,6 +104,18 @@ class CheckConfig:
     #: reader then must have been dropped before more than that (past its kernel buffers) piled up for
     #: it (liveness). None: not judged (a ``--target`` whose bound the swarm was not told).
     max_backlog: int | None = None
+    #: The protocol the histories speak: ``chat`` (ours) or ``irc`` (read through
+    #: :mod:`harness.checker.irc`: no seqs, names under the server's CASEMAPPING).
+    protocol: str = "chat"
+    #: Judge agreement (one order for all members)? None: the protocol's promise. Ours makes it;
+    #: IRC promises each member only each sender's order, so an IRC run judges it only when asked
+    #: (``--strict-order``, for servers with one event loop).
+    strict_order: bool | None = None
+
+    @property
+    def judges_agreement(self) -> bool:
+        """Whether the agreement check runs."""
+        return self.strict_order if self.strict_order is not None else self.protocol != "irc"
 
 
 @dataclass
@@ -161,6 +173,13 @@ class Report:
     seq_global: bool = False
     #: Seconds the check took.
     elapsed: float = 0.0
+    #: The protocol judged (``chat`` or ``irc``).
+    protocol: str = "chat"
+    #: Whether the agreement check ran (see :attr:`CheckConfig.judges_agreement`).
+    agreement_judged: bool = True
+    #: Members the server threw out for their pace (IRC flood control, send queues): who, the kind
+    #: (``flood`` or ``sendq``), the server's text, and what to change in its configuration.
+    throttled: list[dict[str, str]] = field(default_factory=list)
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -172,16 +191,29 @@ class Report:
         """``PASS: 0 violations in 123,456 deliveries`` or ``FAIL: 3 violations (loss 2, fifo 1)``."""
         total = self.total()
         if total == 0:
-            return f"PASS: 0 violations in {self.deliveries:,} deliveries"
+            return f"PASS: 0 violations in {self.deliveries:,} deliveries" + self.not_judged_note()
         order = {name: i for i, name in enumerate(CHECK_NAMES)}
         counts = self.counts
         names = sorted((n for n, c in counts.items() if c), key=lambda n: (-counts[n], order[n]))
         detail = ", ".join(f"{n} {counts[n]:,}" for n in names)
-        return f"FAIL: {total:,} violation{'s' if total != 1 else ''} ({detail})"
+        return f"FAIL: {total:,} violation{'s' if total != 1 else ''} ({detail})" + self.not_judged_note()
+
+    def not_judged_note(self) -> str:
+        """What the verdict line adds: a check that did not run, members the server throttled; or ``""``."""
+        note = ""
+        if not self.agreement_judged:
+            note += "; agreement not judged (IRC promises each sender's order only; --strict-order judges it)"
+        if self.throttled:
+            n = len(self.throttled)
+            note += f"; {n} member{'s' if n != 1 else ''} throttled by the server, not lost (see the hints)"
+        return note
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready copy (for ``--json`` and summary.json)."""
+        """A JSON-ready copy (for ``--json`` and summary.json); the IRC fields only for an IRC run."""
         d = asdict(self)
+        if self.protocol != "irc":
+            for name in ("protocol", "agreement_judged", "throttled"):
+                del d[name]
         d["passed"] = self.passed()
         return d
 
@@ -217,11 +249,14 @@ def verdict_line(report: Report, asked_clients: int) -> str:
     """
     if judge(report, asked_clients).verdict is not Verdict.UNKNOWN:
         return report.summary_line()
+    note = report.not_judged_note()
     if report.deliveries == 0:
-        return f"UNKNOWN: 0 violations, but no message was delivered ({report.bots_joined} bots joined)"
+        return (
+            f"UNKNOWN: 0 violations, but no message was delivered ({report.bots_joined} bots joined)" + note
+        )
     return (
         f"UNKNOWN: 0 violations in {report.deliveries:,} deliveries, "
-        f"but only {report.bots_joined} of {asked_clients} bots joined"
+        f"but only {report.bots_joined} of {asked_clients} bots joined" + note
     )
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import NamedTuple
 
 from chat.protocol import (
@@ -33,8 +34,10 @@ from chat.protocol import (
     parse_server_line,
     refusal_of,
 )
+from harness.checker.irc import Throttle, read_irc_run
 from harness.checker.model import SLOW_ROLES, CheckConfig, SeqStyle
 from harness.checker.sequences import is_consecutive, lis_outliers, numbering_is_global
+from harness.common.irc import casefold
 from harness.record.history import ClientHistory, Closed, Event
 from harness.record.payload import decode_payload
 
@@ -77,7 +80,7 @@ class ParsedLine:
     is_broadcast: bool = False
     seq: int | None = None
     name: str = ""
-    #: The name's case-insensitive key (:func:`chat.protocol.name_key`).
+    #: The name's case-insensitive key (:attr:`ParsedRun.name_key`).
     key: str = ""
     #: A MSG carrying a bot payload: its message id in the :class:`MessageTable`; else -1.
     mid: int = -1
@@ -222,6 +225,8 @@ class ParsedClient:
     joins_seen: set[str] = field(default_factory=set)
     #: Lower bound on when the server announced its leave (None: not a leaver).
     leave_lo: float | None = None
+    #: Whether it gets its own messages back (IRC without ``echo-message``: no).
+    echoes: bool = True
 
     @property
     def is_member(self) -> bool:
@@ -260,6 +265,10 @@ class ParsedRun:
     leave_seqs: dict[str, list[int]] = field(default_factory=dict)
     #: Global seq -> message id (numbered, global), from the first receipt.
     msg_at_seq: dict[int, int] = field(default_factory=dict)
+    #: A name's key: names are unique case-insensitively (our protocol: ASCII; IRC: its CASEMAPPING).
+    name_key: Callable[[str], str] = name_key
+    #: IRC: members the server threw out for their pace.
+    throttled: list[Throttle] = field(default_factory=list)
     #: Lazily built by the checks that need them.
     by_lo: tuple[list[float], list[int]] | None = None
     leavers: tuple[list[ParsedClient], list[float]] | None = None
@@ -310,9 +319,10 @@ class LineParser:
     #: Distinct lines cached at most; a per-recipient numbering makes every line distinct.
     CACHE_MAX = 400_000
 
-    def __init__(self, seqs: bool | None, table: MessageTable) -> None:
+    def __init__(self, seqs: bool | None, table: MessageTable, key: Callable[[str], str] = name_key) -> None:
         self.seqs = seqs
         self.table = table
+        self.key = key
         self.cache: dict[str, ParsedLine] = {}
         #: Distinct MSG lines, each with the index of the first client that got it.
         self.msg_lines: list[tuple[ParsedLine, int]] = []
@@ -343,7 +353,7 @@ class LineParser:
             if payload is not None:
                 mid = self.table.intern(payload.bot, payload.n, payload.due)
                 due = payload.due
-            p = ParsedLine(LineKind.MSG, line, True, ev.seq, ev.name, name_key(ev.name), mid, due, ev.text)
+            p = ParsedLine(LineKind.MSG, line, True, ev.seq, ev.name, self.key(ev.name), mid, due, ev.text)
             self.msg_lines.append((p, self.current))
             return p
         if isinstance(ev, (Join, Leave)):
@@ -352,14 +362,14 @@ class LineParser:
             else:
                 self.numbered += 1
             if isinstance(ev, Join):
-                return ParsedLine(LineKind.JOIN, line, True, ev.seq, ev.name, name_key(ev.name))
+                return ParsedLine(LineKind.JOIN, line, True, ev.seq, ev.name, self.key(ev.name))
             return ParsedLine(
-                LineKind.LEAVE, line, True, ev.seq, ev.name, name_key(ev.name), detail=ev.reason
+                LineKind.LEAVE, line, True, ev.seq, ev.name, self.key(ev.name), detail=ev.reason
             )
         if isinstance(ev, Users):
             return ParsedLine(LineKind.USERS, line, names=ev.names)
         if isinstance(ev, Ok):
-            return ParsedLine(LineKind.OK, line, name=ev.name, key=name_key(ev.name))
+            return ParsedLine(LineKind.OK, line, name=ev.name, key=self.key(ev.name))
         if isinstance(ev, Hello):
             return ParsedLine(LineKind.HELLO, line)
         if isinstance(ev, Err):
@@ -488,12 +498,26 @@ def parse_client(
 
 
 def parse_run(histories: Sequence[ClientHistory], config: CheckConfig | None = None) -> ParsedRun:
-    """Parse every history once and derive what the checks share. Pure."""
+    """Parse every history once and derive what the checks share. Pure.
+
+    An IRC run (``config.protocol``) is first read in our protocol's terms
+    (:func:`harness.checker.irc.read_irc_run`).
+    """
     config = config or CheckConfig()
+    key: Callable[[str], str] = name_key
+    no_echo: frozenset[str] = frozenset()
+    throttled: list[Throttle] = []
+    if config.protocol == "irc":
+        irc_run = read_irc_run(histories)
+        histories = irc_run.histories
+        key = partial(casefold, casemapping=irc_run.casemapping)
+        no_echo, throttled = irc_run.no_echo, irc_run.throttled
     table = MessageTable()
-    parser = LineParser(_numbering_of(histories), table)
+    parser = LineParser(_numbering_of(histories), table, key)
     latencies: list[float] = []
     clients = [parse_client(h, i, parser, config, latencies) for i, h in enumerate(histories)]
+    for c in clients:
+        c.echoes = c.client not in no_echo
     if parser.numbered and parser.unnumbered:
         style = SeqStyle.MIXED
     elif parser.numbered:
@@ -502,12 +526,13 @@ def parse_run(histories: Sequence[ClientHistory], config: CheckConfig | None = N
         style = SeqStyle.UNNUMBERED
     else:
         style = SeqStyle.NONE
-    run = ParsedRun(clients, table, config, style, latencies, parser.msg_lines)
+    run = ParsedRun(clients, table, config, style, latencies, parser.msg_lines, name_key=key)
+    run.throttled = throttled
     run.members = [c for c in clients if c.is_member]
     slack = config.clock_slack
     for c in clients:
         for a in c.attempts:
-            k = name_key(a.name)
+            k = key(a.name)
             lo = a.t - slack
             if lo < run.first_offer.get(k, _INF):
                 run.first_offer[k] = lo

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from itertools import zip_longest
 
+from harness.checker.irc import HINTS
 from harness.checker.liveness import check_liveness
 from harness.checker.loss import check_loss
 from harness.checker.membership import check_membership, check_names
@@ -71,7 +72,10 @@ def check_all(histories: Sequence[ClientHistory], config: CheckConfig | None = N
     # Millions of small objects and no reference cycles: see harness.common.gctune.
     with collector_paused():
         run = parse_run(histories, config)
-        results = [check(run) for check in CHECKS.values()]
+        results = [
+            check(run) if name != "agreement" or config.judges_agreement else CheckResult(name)
+            for name, check in CHECKS.items()
+        ]
     # Round robin over the checks: the first witnesses shown cover every check
     # that fired (a root cause with few violations is not buried under the
     # many consequences another check sees).
@@ -90,4 +94,10 @@ def check_all(histories: Sequence[ClientHistory], config: CheckConfig | None = N
         bots_joined=len({m.bot for m in run.members}),
         seq_global=run.seq_global,
         elapsed=time.perf_counter() - started,
+        protocol=config.protocol,
+        agreement_judged=config.judges_agreement,
+        throttled=[
+            {"client": t.client, "name": t.name, "kind": t.kind, "text": t.text, "hint": HINTS[t.kind]}
+            for t in run.throttled
+        ],
     )

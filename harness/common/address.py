@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import argparse
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from harness.common.irc import IrcError, normalise_channel
 
 #: The scheme of a chat server's address where a URL is expected (locust's ``--host``).
 CHAT_SCHEME = "chat"
+#: The scheme of an IRC server's address (``--target irc://HOST:PORT/CHANNEL``), its default port and channel.
+IRC_SCHEME = "irc"
+IRC_DEFAULT_PORT = 6667
+IRC_DEFAULT_CHANNEL = "#chat"
 
 
 class Endpoint(NamedTuple):
@@ -75,5 +81,47 @@ def endpoint_arg(text: str) -> Endpoint:
     """``type=`` converter for argparse: one clear line on a bad address."""
     try:
         return parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class Target(NamedTuple):
+    """A server to aim at: its address, its protocol (``chat`` or ``irc``) and, for IRC, the channel."""
+
+    endpoint: Endpoint
+    protocol: str = CHAT_SCHEME
+    channel: str = ""
+
+    def __str__(self) -> str:
+        if self.protocol == IRC_SCHEME:
+            return f"{IRC_SCHEME}://{self.endpoint}/{self.channel}"
+        return str(self.endpoint)
+
+
+def parse_target(text: str) -> Target:
+    """``HOST:PORT`` (our protocol) or ``irc://HOST[:PORT][/CHANNEL]``.
+
+    The channel may be written with or without its ``#`` (``/chat`` and
+    ``/%23chat`` both mean ``#chat``); without one it is ``#chat``. The IRC
+    port defaults to 6667. Raises :class:`ValueError` with a message fit for a user.
+    """
+    raw = text.strip()
+    if not raw.lower().startswith(f"{IRC_SCHEME}://"):
+        return Target(parse_endpoint(raw))
+    rest = raw[len(IRC_SCHEME) + 3 :]
+    netloc, slash, path = rest.partition("/")
+    endpoint = parse_endpoint(netloc, default_port=IRC_DEFAULT_PORT)
+    channel_text = unquote(path) if slash and path else IRC_DEFAULT_CHANNEL
+    try:
+        channel = normalise_channel(channel_text)
+    except IrcError as exc:
+        raise ValueError(f"{exc} in {text!r}") from None
+    return Target(endpoint, IRC_SCHEME, channel)
+
+
+def target_arg(text: str) -> Target:
+    """``type=`` converter for argparse (:func:`parse_target`): one clear line on a bad address."""
+    try:
+        return parse_target(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None

@@ -85,6 +85,10 @@ class HiveConfig:
     hard_limit: float = 120.0
     #: Wall-clock time the hives started: the origin of the bots' join times.
     t0: float = 0.0
+    #: The protocol the bots speak: ``chat`` (ours) or ``irc`` (:mod:`harness.swarm.ircbot`).
+    protocol: str = "chat"
+    #: The IRC channel every bot joins (``irc`` only).
+    channel: str = "#chat"
 
 
 class BotHost(Protocol):
@@ -93,6 +97,10 @@ class BotHost(Protocol):
     config: HiveConfig
     counters: LiveCounters
     connections: list[BotConnection]
+    #: What each connection is made of: :class:`BotConnection`, or a protocol's subclass.
+    connection_class: type[BotConnection]
+    #: Bounds the connections between ``connect()`` and the server's first bytes; None: no bound.
+    connect_gate: asyncio.Semaphore | None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
@@ -110,18 +118,39 @@ class ConnectionEnded(Exception):
 
 
 class BotConnection(asyncio.BufferedProtocol):
-    """One TCP connection of one bot: the I/O and the waits around its :class:`RecordingConnection`."""
+    """One TCP connection of one bot: the I/O and the waits around its :class:`RecordingConnection`.
+
+    Speaks our protocol; a subclass speaks another one by overriding the
+    recorder it makes and the lines it writes (:mod:`harness.swarm.ircbot`).
+    """
+
+    #: The line that asks the server to end the connection.
+    QUIT_LINE = "/quit"
 
     def __init__(self, host: BotHost, history: ClientHistory, *, pad: int = 0) -> None:
         self.host = host
         self.history = history
-        self.rec = RecordingConnection(history, host.counters)
+        self.rec = self._make_recorder(history, host)
         self._receive = self.rec.receive
         self.pad = pad
         self.transport: asyncio.Transport | None = None
         self._view = memoryview(bytearray(READ_SIZE))
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
+        #: The slot of the host's connect gate this connection holds until the server's first bytes.
+        self._gate: asyncio.Semaphore | None = None
+
+    def _make_recorder(self, history: ClientHistory, host: BotHost) -> RecordingConnection:
+        return RecordingConnection(history, host.counters)
+
+    def hold_gate(self, gate: asyncio.Semaphore) -> None:
+        """Keep a slot of ``gate`` (already acquired) until the server's first bytes or the end."""
+        self._gate = gate
+
+    def _release_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.release()
 
     @property
     def is_open(self) -> bool:
@@ -140,6 +169,8 @@ class BotConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._receive(time.time(), self._view[:nbytes].tobytes())
+        if self._gate is not None:
+            self._release_gate()
         if self._waiter is not None:
             self._wake()
 
@@ -148,6 +179,7 @@ class BotConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.rec.lost(time.time(), str(exc) if exc is not None else None)
+        self._release_gate()
         self._wake()
 
     def pause_writing(self) -> None:
@@ -253,11 +285,11 @@ class BotConnection(asyncio.BufferedProtocol):
         return True
 
     def _send_quit(self) -> bool:
-        """Send ``/quit``; False when the connection was already over."""
+        """Send :attr:`QUIT_LINE`; False when the connection was already over."""
         if not self.rec.is_open:
             return False
         try:
-            self.send_line("/quit")
+            self.send_line(self.QUIT_LINE)
         except ConnectionEnded:
             return False
         return True
@@ -280,6 +312,7 @@ class BotConnection(asyncio.BufferedProtocol):
         """End the connection ourselves, recording ``how`` unless how it ended is already recorded."""
         was_open = self.rec.is_open
         self.rec.close(time.time(), how, detail)
+        self._release_gate()
         if self.transport is not None and was_open:
             if how is HowClosed.QUIT:
                 self.transport.close()  # let /quit reach the server first
@@ -342,9 +375,14 @@ class BotContext:
         """Open a new connection (a new client id); on failure its history holds one ``Closed``."""
         self._conns += 1
         client = self.bot if self._conns == 1 else f"{self.bot}.{self._conns}"
-        conn = BotConnection(self.host, ClientHistory(client, self.bot, self.role), pad=self.config.pad)
+        history = ClientHistory(client, self.bot, self.role)
+        conn = self.host.connection_class(self.host, history, pad=self.config.pad)
         self.host.connections.append(conn)
         self.connections.append(conn)
+        gate = self.host.connect_gate
+        if gate is not None:
+            await gate.acquire()
+            conn.hold_gate(gate)
         asked = time.time()
         sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         try:

@@ -27,12 +27,15 @@ from types import FrameType
 from typing import Any
 
 from chat import cli
-from harness.common.address import endpoint_arg
+from harness.common.address import IRC_SCHEME, target_arg
 from harness.record import store
 from harness.swarm.run import SetupError, StopFlag, Swarm, SwarmSettings, random_seed
 from harness.swarm.scenarios import SCENARIOS, describe
 
 PROG = "python -m harness.swarm"
+#: Most padding an IRC message may carry: a relayed line is at most 512 bytes with its CRLF, and the
+#: source (``:nick!~user@host``), ``PRIVMSG #channel :`` and the payload take up to about 110 of them.
+IRC_MAX_PAD = 400
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_UNKNOWN = 0, 1, 2, 3
 
 
@@ -66,9 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", choices=SCENARIOS, default="chat", help="what the bots do (default: chat)")
     p.add_argument(
         "--target",
-        type=endpoint_arg,
+        type=target_arg,
         metavar="HOST:PORT",
-        help="a running server to test; without it the swarm starts its own on a free port",
+        help="a running server to test (irc://HOST:PORT[/CHANNEL] for an IRC server, docs/irc.md); "
+        "without it the swarm starts its own on a free port",
+    )
+    p.add_argument(
+        "--strict-order",
+        action="store_true",
+        help="IRC targets: also judge that every member gets one order (servers with one event loop)",
     )
     p.add_argument("--metrics", metavar="URL", help="the target's Prometheus metrics URL (with --target)")
     p.add_argument(
@@ -175,18 +184,24 @@ def settings_from_args(args: argparse.Namespace) -> SwarmSettings:
         parser.error("--metrics needs --target (the own server's metrics are found by the swarm)")
     if args.target and (args.server_arg or args.delivery):
         parser.error("--server-arg and --delivery apply to the own server, not to --target")
+    if args.target and args.target.protocol == IRC_SCHEME and args.pad > IRC_MAX_PAD:
+        parser.error(f"--pad {args.pad} does not fit an IRC line (512 bytes): at most {IRC_MAX_PAD}")
     server_args: list[str] = []
     for chunk in args.server_arg:
         try:
             server_args += shlex.split(chunk)
         except ValueError as exc:
             parser.error(f"--server-arg {chunk!r}: {exc}")
+    target = args.target
     return SwarmSettings(
         clients=args.clients,
         duration=args.duration,
         rate=args.rate,
         scenario=args.scenario,
-        target=args.target,
+        target=target.endpoint if target is not None else None,
+        protocol=target.protocol if target is not None else "chat",
+        channel=target.channel if target is not None and target.protocol == IRC_SCHEME else "",
+        strict_order=args.strict_order,
         metrics_url=args.metrics,
         seed=args.seed if args.seed is not None else random_seed(),
         procs=min(args.procs, args.clients),

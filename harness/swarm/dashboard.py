@@ -370,6 +370,20 @@ def witness_lines(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
         out.append(
             f"  ... {total - shown:,} more (the first {len(violations):,}, with witnesses, are in {where})"
         )
+    return out + throttle_lines(doc, limit)
+
+
+def throttle_lines(doc: Mapping[str, Any], limit: int = 20) -> list[str]:
+    """IRC: members the server threw out for their pace (throttling, not loss), and what to change."""
+    throttled = doc.get("throttled") or []
+    out = [
+        f"  [throttled] {t.get('name')} ({t.get('client')}): {t.get('kind')}, server said {t.get('text')!r}"
+        for t in throttled[:limit]
+    ]
+    if len(throttled) > limit:
+        out.append(f"  ... {len(throttled) - limit:,} more throttled")
+    for hint in dict.fromkeys(str(t.get("hint")) for t in throttled if t.get("hint")):
+        out.append(f"  hint: {hint}")
     return out
 
 

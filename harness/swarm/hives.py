@@ -45,6 +45,7 @@ from harness.record import store
 from harness.record.counters import LiveCounters, LiveCounts
 from harness.record.history import ClientHistory, HowClosed, Role
 from harness.swarm.bot import Behaviour, BotConnection, BotContext, ConnectionEnded, HiveConfig, Phase
+from harness.swarm.ircbot import CONNECTS_IN_FLIGHT, IrcBotConnection
 from harness.swarm.scenarios import BEHAVIOURS, BotSpec, Plan
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,10 @@ class Hive:
         self.commands = commands
         self.counters = LiveCounters()
         self.connections: list[BotConnection] = []
+        self.connection_class: type[BotConnection] = (
+            IrcBotConnection if config.protocol == "irc" else BotConnection
+        )
+        self.connect_gate: asyncio.Semaphore | None = None  # made in _main, on the loop it belongs to
         self._arrivals = dict.fromkeys(Phase, 0)
         self._released: dict[Phase, asyncio.Future[float]] = {}
         self._stopping = False
@@ -182,6 +187,8 @@ class Hive:
         self._loop = asyncio.get_running_loop()
         self._released = {phase: self._loop.create_future() for phase in Phase}
         self._stop_requested = asyncio.Event()
+        if self.config.protocol == "irc":
+            self.connect_gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
         listener.start()
         tasks = [
             asyncio.create_task(self._run_bot(BotContext(self, spec)), name=f"bot-{spec.bot}")

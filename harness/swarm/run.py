@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 
 from chat.config import DEFAULT_MAX_BACKLOG
 from harness.checker import CheckConfig, Report, check_all, judge, verdict_line
-from harness.common.address import Endpoint
+from harness.common.address import Endpoint, Target
 from harness.common.gctune import freeze_survivors, heap_frozen
 from harness.common.launcher import ServerProcess, ServerStartError, chat_server_command
 from harness.common.metrics_scrape import MetricsPoller, MetricsView, view_to_dict
@@ -125,12 +125,24 @@ class SwarmSettings:
     #: The server's --max-backlog, for the check that slow readers are dropped; None: the own server's
     #: (from ``server_args``, else its default), not judged against a ``--target``.
     max_backlog: int | None = None
+    #: What the target speaks: ``chat`` (ours) or ``irc`` (``--target irc://...``; docs/irc.md).
+    protocol: str = "chat"
+    #: The IRC channel (``irc`` only).
+    channel: str = ""
+    #: IRC: judge agreement between members too (``--strict-order``).
+    strict_order: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["target"] = str(self.target) if self.target else None
+        d["target"] = self.target_text() or None
         d["server_args"] = list(self.server_args)
         return d
+
+    def target_text(self) -> str:
+        """The target as given (``HOST:PORT``, ``irc://HOST:PORT/#channel``); ``""`` for the own server."""
+        if self.target is None:
+            return ""
+        return str(Target(self.target, self.protocol, self.channel))
 
 
 def random_seed() -> int:
@@ -476,7 +488,7 @@ class Swarm:
             has_slow = any(spec.role is Role.SLOW for spec in self.plan.specs)
             self.server = start_own_server(s, self.workdir / store.SERVER_LOG, has_slow=has_slow)
             self.endpoint, metrics_url = self.server.endpoint, self.server.metrics_url
-        self.target = str(self.endpoint)
+        self.target = s.target_text() or str(self.endpoint)
         self.monitor = Monitor(s.scenario, s.duration, self.plan, self.target)
         if metrics_url:
             self.poller = MetricsPoller(metrics_url).start()
@@ -531,6 +543,8 @@ class Swarm:
             pad=s.pad,
             hard_limit=connect_allowance + ramp_seconds + s.duration + 3 * db + hb + 30.0,
             t0=time.time(),
+            protocol=s.protocol,
+            channel=s.channel or "#chat",
         )
         hives = HiveSet(self.plan, hive_config, s.procs, self.workdir)
         conductor = Conductor(
@@ -603,6 +617,8 @@ class Swarm:
             contested_names=self.plan.contested_names,
             run_end=run_end,
             max_backlog=judged_backlog(s, self.server is not None),
+            protocol=s.protocol,
+            strict_order=s.strict_order if s.protocol == "irc" else None,
         )
         t_check = time.monotonic()
         report = check_all(histories, config)
@@ -627,6 +643,10 @@ class Swarm:
             record_dir=self.record_dir,
         )
         doc["timings"] = dict(self.timings)
+        if s.protocol == "irc":
+            doc["protocol"] = report.protocol
+            doc["agreement_judged"] = report.agreement_judged
+            doc["throttled"] = list(report.throttled)
         if self.record_dir is not None:
             store.write_json(self.record_dir / store.SUMMARY, doc)
             meta = store.meta_document(

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from chat import protocol
+from harness.common import irc
 from harness.record.payload import PAYLOAD_BYTES_PATTERN, due_text, payload_template
 
 Protocol = Literal["chat", "irc", "resp"]
@@ -40,8 +41,8 @@ MARKER_TEXT = "bench-start"
 #: The IRC channel and the Redis channel every member joins.
 IRC_CHANNEL = "#chat"
 RESP_CHANNEL = b"chat"
-#: The user name of every IRC member: ngircd refuses user names with characters that nicks may hold.
-IRC_USER = "bot"
+#: The user name of every IRC member (:data:`harness.common.irc.USER_NAME`).
+IRC_USER = irc.USER_NAME
 
 
 class WireError(Exception):
@@ -243,36 +244,41 @@ class IrcWire(Wire):
 
     def join(self, members: Sequence[tuple[str, socket.socket]], deadline: float) -> list[Opened]:
         for name, sock in members:
-            sock.sendall(f"NICK {name}\r\nUSER {IRC_USER} 0 * :{name}\r\n".encode())
-        rests = [self._read_until(sock, name, b"", b"001", deadline) for name, sock in members]
+            sock.sendall(
+                irc.encode_line(irc.format_line("NICK", name))
+                + irc.encode_line(irc.format_line("USER", IRC_USER, "0", "*", name))
+            )
+        rests = [self._read_until(sock, name, b"", irc.RPL_WELCOME, deadline) for name, sock in members]
         for _, sock in members:
-            sock.sendall(f"JOIN {IRC_CHANNEL}\r\n".encode())
+            sock.sendall(irc.encode_line(irc.format_line("JOIN", IRC_CHANNEL)))
         return [
-            Opened(name, sock, self._read_until(sock, name, rest, b"366", deadline))
+            Opened(name, sock, self._read_until(sock, name, rest, irc.RPL_ENDOFNAMES, deadline))
             for (name, sock), rest in zip(members, rests, strict=True)
         ]
 
     @staticmethod
-    def _read_until(sock: socket.socket, name: str, buf: bytes, numeric: bytes, deadline: float) -> bytes:
-        """Read lines until the reply ``numeric`` to ``name``; returns what follows it. Raises WireError on
-        an ``ERROR`` line or an error numeric (4xx, 5xx) before it."""
+    def _read_until(sock: socket.socket, name: str, buf: bytes, numeric: str, deadline: float) -> bytes:
+        """Read lines until the reply ``numeric`` to ``name``; returns what follows it, unparsed. Answers
+        ``PING``; raises WireError on an ``ERROR`` line or an error numeric (4xx, 5xx) before it."""
         while True:
             while b"\n" in buf:
                 raw, _, buf = buf.partition(b"\n")
-                words = raw.rstrip(b"\r").split(b" ", 3)
-                if words[0] == b"PING":
-                    sock.sendall(b"PONG " + b" ".join(words[1:]) + b"\r\n")
+                line = raw.decode("utf-8", errors="replace")
+                try:
+                    msg = irc.parse_line(line)
+                except irc.IrcError:
                     continue
-                if words[0] == b"ERROR":
-                    raise WireError(f"{name}: refused: {raw.decode(errors='replace').strip()}")
-                if len(words) < 2:
+                pong = irc.pong_for(msg)
+                if pong is not None:
+                    sock.sendall(irc.encode_line(pong))
                     continue
-                reply = words[1]
-                if reply == numeric:
+                if msg.command == "ERROR":
+                    raise WireError(f"{name}: refused: {line.strip()}")
+                if msg.command == numeric:
                     return buf
-                if len(reply) == 3 and reply.isdigit() and reply[:1] in b"45":
-                    raise WireError(f"{name}: refused: {raw.decode(errors='replace').strip()}")
-            buf += _recv(sock, name, f"{numeric.decode()} reply", deadline)
+                if msg.is_numeric and msg.command[:1] in "45":
+                    raise WireError(f"{name}: refused: {line.strip()}")
+            buf += _recv(sock, name, f"{numeric} reply", deadline)
 
     def template(self, bot: str, text_bytes: int) -> bytes:
         return f"PRIVMSG {IRC_CHANNEL} :".encode() + _padded(bot, text_bytes) + b"\r\n"

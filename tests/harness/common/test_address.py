@@ -6,7 +6,15 @@ import argparse
 
 import pytest
 
-from harness.common.address import Endpoint, endpoint_arg, format_endpoint, parse_endpoint
+from harness.common.address import (
+    Endpoint,
+    Target,
+    endpoint_arg,
+    format_endpoint,
+    parse_endpoint,
+    parse_target,
+    target_arg,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +65,40 @@ def test_argparse_converter() -> None:
     assert endpoint_arg("h:1") == ("h", 1)
     with pytest.raises(argparse.ArgumentTypeError, match=r"^not a port number in 'h:x'$"):
         endpoint_arg("h:x")
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("127.0.0.1:5", Target(Endpoint("127.0.0.1", 5))),
+        ("irc://h:6667", Target(Endpoint("h", 6667), "irc", "#chat")),
+        ("irc://h:1/", Target(Endpoint("h", 1), "irc", "#chat")),
+        ("irc://h:1/chat", Target(Endpoint("h", 1), "irc", "#chat")),
+        ("irc://h:1/#chat", Target(Endpoint("h", 1), "irc", "#chat")),
+        ("irc://h:1/%23chat", Target(Endpoint("h", 1), "irc", "#chat")),
+        ("irc://h:1/&local", Target(Endpoint("h", 1), "irc", "&local")),
+        ("irc://h", Target(Endpoint("h", 6667), "irc", "#chat")),
+        ("IRC://[::1]:7/x", Target(Endpoint("::1", 7), "irc", "#x")),
+    ],
+)
+def test_parse_target(text: str, target: Target) -> None:
+    assert parse_target(text) == target
+
+
+def test_target_text_round_trips() -> None:
+    assert str(parse_target("irc://[::1]:7/%23x")) == "irc://[::1]:7/#x"
+    assert str(parse_target("h:9")) == "h:9"
+    assert parse_target(str(parse_target("irc://h:1/chat"))) == parse_target("irc://h:1/chat")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("irc://h:1/a b", r"^not a channel name: 'a b' in 'irc://h:1/a b'$"),
+        ("irc://h:x/chat", r"^not a port number in 'h:x'$"),
+        ("ftp://h:1", r"^expected HOST:PORT \(no scheme\), got 'ftp://h:1'$"),
+    ],
+)
+def test_target_arg_refuses_with_one_line(text: str, message: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        target_arg(text)
