@@ -47,11 +47,6 @@ class Target:
     def port(self) -> int:
         return self.endpoint.port
 
-    @property
-    def owned(self) -> bool:
-        """True when the grader started this server (so may restart and signal it)."""
-        return self.started is not None
-
 
 class StartedServer:
     """A student's server file, started by the grader; stopped by PID on exit from the block."""
@@ -90,9 +85,6 @@ class StartedServer:
         except subprocess.TimeoutExpired:  # still running after the bound
             code = None
         return code, time.monotonic() - start
-
-    def log(self) -> str:
-        return self.process.log() if self.process is not None else ""
 
     def stop(self) -> None:
         if self.process is not None:
