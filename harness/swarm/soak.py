@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checker.leaks import ResourceSample, ResourceVerdict, check_leaks
+from harness.common.gctune import collect_now
 from harness.common.launcher import ServerProcess
 from harness.common.procstat import find_listening_pid, sample_process
 from harness.record import store
@@ -178,9 +179,13 @@ def run_soak(
                 progress(f"[soak {_clock(started)}/{_clock(total)}] round {i}: setup error: {exc}")
                 break
             rounds.append(_round_entry(i, result.doc, started))
+            summary = result.doc["summary"]
+            # The round's histories are dropped here; free them before the next round (gctune).
+            del swarm, result
+            collect_now()
             now = _clock(time.monotonic() - t0)
             progress(
-                f"[soak {now}/{_clock(total)}] round {i}: {result.doc['summary']} | "
+                f"[soak {now}/{_clock(total)}] round {i}: {summary} | "
                 + _fmt_sample(sampler.latest() if sampler else None)
             )
     finally:
