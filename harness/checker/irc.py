@@ -60,8 +60,9 @@ _GONE_RE = re.compile(
     re.IGNORECASE,
 )
 #: The text a swarm bot quits with (``QUIT :quit``), as servers relay it: ngircd adds quotes,
-#: InspIRCd ``Quit:`` with ``<options prefixquit>``.
-_OWN_QUIT_RE = re.compile(r'^(?:quit:\s*)?"?quit"?$', re.IGNORECASE)
+#: InspIRCd ``Quit:`` with ``<options prefixquit>``; ircd-hybrid relays a QUIT sent in a client's
+#: first seconds as ``Quit:`` alone (its ``anti_spam_exit_message_time``).
+_OWN_QUIT_RE = re.compile(r'^(?:quit:\s*"?quit"?|"?quit"?|quit:)$', re.IGNORECASE)
 
 #: Hints for :class:`Throttle` kinds: what to change in the server's configuration.
 HINTS = {

@@ -278,6 +278,8 @@ def test_throttling_is_reported_with_a_hint() -> None:
 def test_leave_reasons() -> None:
     assert leave_reason('"quit"', "x") == ("quit", None)
     assert leave_reason("Quit: quit", "x") == ("quit", None)
+    assert leave_reason("Quit: ", "x") == ("quit", None)  # ircd-hybrid, a QUIT in the first seconds
+    assert leave_reason("", "x") == ("disconnected", None)
     assert leave_reason("Client closed connection", "x") == ("disconnected", None)
     assert leave_reason("x", "x") == ("slow", None)
     assert leave_reason("RecvQ exceeded", "x") == ("disconnected", "flood")

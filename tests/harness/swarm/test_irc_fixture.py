@@ -68,6 +68,15 @@ def test_the_correct_fixture_passes_even_with_strict_order(ircd: Any, echo: bool
         assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3], stderr[-1500:])
 
 
+def test_ircd_hybrid_habits_pass(ircd: Any) -> None:
+    """The swarm leans on no one server's habits: ascii casemapping, NICKLEN 9 (longer nicks cut), no
+    echo-message, and churners' QUITs relayed as ``Quit: `` without their text (ircd-hybrid's)."""
+    target = ircd("--habits", "hybrid", "--echo")  # --echo is ignored there: hybrid offers no echo-message
+    for scenario in ("churn", "name-race"):
+        code, doc, stderr = swarm_json("--target", target, "--scenario", scenario, "--strict-order")
+        assert (code, doc["verdict"]) == (0, "PASS"), (doc["summary"], doc["violations"][:3], stderr[-1500:])
+
+
 # fault -> (scenario that shows it, the check that must name it, witness keys that name clients and messages)
 FAULTS = {
     "drop": ("chat", "loss", {"client", "sender", "message"}),
