@@ -239,7 +239,9 @@ def _check_announced(
     Names are reused, so LEAVEs are matched by time, soundly: each owed leave
     is received no earlier than its lower bound, so for the i-th latest owed
     leave of a name (bound T), ``m`` must hold at least i LEAVEs of that name
-    received at or after T.
+    received at or after T. The holder of a name when ``m`` offered its own
+    must, besides, be told before that name's next JOIN
+    (:func:`_leaves_before_first_join`).
     """
     bound = run.config.delivery_bound
     owed: dict[str, list[ParsedClient]] = {}
@@ -249,11 +251,18 @@ def _check_announced(
             break  # sorted by their bound: no later leaver is owed either
         if x is not m:
             owed.setdefault(x.key, []).append(x)
+    offered_at = m.attempts[0].t if m.attempts else m.ok_at
+    early_leaves: dict[str, list[float]] | None = None
     for k, xs in owed.items():
         times = sorted(leaves.get(k, ()))
         for i, x in enumerate(sorted(xs, key=lambda x: x.leave_lo or 0.0, reverse=True), 1):
             t0 = x.leave_lo or 0.0
             got = len(times) - bisect.bisect_left(times, t0)
+            if got >= i and x.ok_at + run.config.clock_slack < offered_at:
+                if early_leaves is None:
+                    early_leaves = _leaves_before_first_join(m)
+                if not any(t >= t0 for t in early_leaves.get(k, ())):
+                    got = 0  # the LEAVEs counted are all later holders'
             if got < i:
                 res.add(
                     f"{m.client} never got the LEAVE of {x.name} ({x.client})",
@@ -266,6 +275,26 @@ def _check_announced(
                     },
                 )
                 break
+
+
+def _leaves_before_first_join(m: ParsedClient) -> dict[str, list[float]]:
+    """For each name, when ``m`` received its LEAVEs that came before the name's first JOIN in
+    ``m``'s stream (by position: lines of one read share a time). Built once per member, on demand.
+
+    Used for an owed leaver that was already a member before ``m`` offered its name: its JOIN was
+    never ``m``'s, so every JOIN of its name that ``m`` got is of a later holder, which the server
+    could announce only after the name was free, so after the leaver's LEAVE in ``m``'s stream (each
+    connection's lines keep the server's order). Without this, a later holder's LEAVE received near
+    the end (a leave not owed, so not counted) would stand in for the missing one.
+    """
+    joined: set[str] = set()
+    before: dict[str, list[float]] = {}
+    for line, t in zip(m.stream[1:], m.times[1:], strict=True):
+        if line.kind is LineKind.JOIN:
+            joined.add(line.key)
+        elif line.kind is LineKind.LEAVE and line.key not in joined:
+            before.setdefault(line.key, []).append(t)
+    return before
 
 
 def _leavers(run: ParsedRun) -> tuple[list[ParsedClient], list[float]]:

@@ -6,7 +6,17 @@ import pytest
 
 from harness.checker import CheckConfig, Report, check_all
 from harness.record.history import ClientHistory, Closed, Connected, Received, Sent
-from tests.harness.checker.histories import P, base, client, fired, handshake, index_of, line, only, racer
+from tests.harness.checker.histories import (
+    P,
+    base,
+    client,
+    fired,
+    handshake,
+    index_of,
+    line,
+    only,
+    racer,
+)
 
 # -- membership ---------------------------------------------------------------------
 
@@ -59,6 +69,71 @@ def test_missing_leave(numbered: bool) -> None:
     (w,) = only(report, "membership")
     assert w["client"] == "bob" and w["left"] == "alice"
     assert report.counts["seq"] == (1 if numbered else 0)
+
+
+def with_a_silent_name_held_twice() -> list[ClientHistory]:
+    """The unnumbered base run plus carol, silent, a member before bob offered his name (0.5 to 7.0),
+    and carol2, who takes the name carol at 10.0 and quits at 18.0: too near bob's end (21.02) for that
+    LEAVE to be owed to bob. bob never sees the first carol say anything."""
+    a0, a1, b0, a2 = P("alice", 0, 2.0), P("alice", 1, 3.0), P("bob", 0, 4.0), P("alice", 2, 5.0)
+    histories = base(numbered=False)
+    carol = ClientHistory(
+        "carol",
+        "carol",
+        events=[
+            *handshake(0.5, "carol"),
+            Received(0.54, line("JOIN", None, "carol")),
+            Received(1.06, line("JOIN", None, "bob")),
+            Received(2.03, line("MSG", None, "alice", a0)),
+            Received(3.03, line("MSG", None, "alice", a1)),
+            Received(4.03, line("MSG", None, "bob", b0)),
+            Received(5.03, line("MSG", None, "alice", a2)),
+            Sent(7.0, "/quit"),
+            Received(7.01, "BYE goodbye"),
+            Closed(7.02, "quit"),
+        ],
+    )
+    carol2 = ClientHistory(
+        "carol2",
+        "carol2",
+        events=[
+            *handshake(10.0, "carol"),
+            Received(10.04, line("JOIN", None, "carol")),
+            Sent(18.0, "/quit"),
+            Received(18.01, "BYE goodbye"),
+            Closed(18.02, "quit"),
+        ],
+    )
+    alice = client(histories, "alice")
+    at = index_of(alice, "JOIN bob")
+    alice.events.insert(at, Received(0.55, line("JOIN", None, "carol")))
+    alice.events.insert(
+        index_of(alice, "MSG alice " + a2) + 1, Received(7.01, line("LEAVE", None, "carol", "quit"))
+    )
+    bob = client(histories, "bob")
+    bob.events.insert(
+        index_of(bob, "MSG alice " + a2) + 1, Received(7.01, line("LEAVE", None, "carol", "quit"))
+    )
+    at = index_of(bob, "LEAVE alice") + 1
+    bob.events[at:at] = [
+        Received(10.05, line("JOIN", None, "carol")),
+        Received(18.02, line("LEAVE", None, "carol", "quit")),
+    ]
+    return [*histories, carol, carol2]
+
+
+def test_a_later_holders_leave_does_not_stand_in_for_a_missing_one() -> None:
+    """Without seqs: bob never got the first carol's LEAVE, and got the second carol's (not owed to
+    him, so not counted as owed). That LEAVE came after the second carol's JOIN, so it cannot be the
+    first's: the server announces a name's next holder only after its holder left."""
+    histories = with_a_silent_name_held_twice()
+    assert check_all(histories).passed(), check_all(histories).violations
+    bob = client(histories, "bob")
+    del bob.events[index_of(bob, "LEAVE carol")]
+    report = check_all(histories)
+    assert fired(report) == {"membership": 1}, report.violations
+    (w,) = only(report, "membership")
+    assert w["client"] == "bob" and w["left"] == "carol" and w["of"] == "carol"
 
 
 def test_a_leave_is_not_owed_to_a_member_that_did_not_stay() -> None:
