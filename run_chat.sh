@@ -83,12 +83,26 @@ server_runner='
     exec cat
 }'
 
+# Each client's terminal runs this: the client, then a last line with its exit status. While run_chat.sh is
+# still checking the panes, the terminal stays open after the client has gone (a read of the "checking" fifo,
+# which ends when the launcher closes it by exiting, or fails at once when the fifo is gone): the launcher reads
+# the status and the client's last lines from the screen, all of them. A pane that closed at once could lose
+# them: tmux may close a pane before it has read its last output. $1 python, $2 host, $3 port, $4 fifo.
+# shellcheck disable=SC2016 # expanded by the client pane's own bash
+client_runner='
+"$1" -m chat.client "$2" "$3"
+status=$?
+printf "\n[the client exited with status %s]\n" "$status"
+read -r _ 2>/dev/null <"$4"
+exit "$status"'
+EXITED_RE='\[the client exited with status ([0-9]+)\]' # at the start of a line
+
 # Where the server's first line arrives. Opened read-write, so that opening never blocks and a read can time
 # out even if the server's terminal never starts.
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/run_chat.XXXXXX")"
 cleanup() {
     rm -rf "$tmp"
-    exec 3>&-
+    exec 3>&- 4>&-
 }
 trap cleanup EXIT
 mkfifo "$tmp/ready"
@@ -110,34 +124,51 @@ wait_for_server() {
     esac
 }
 
-# Says why a pane failed: its title, exit status and last lines (tmux keeps them: remain-on-exit).
+# Says why a pane failed: its title, exit status and last lines (tmux keeps them: remain-on-exit, and a
+# client's terminal waits, see client_runner).
 report_pane() { # $1 pane id, $2 what happened
     local title last
     title="$(tmux display-message -p -t "$1" '#{pane_title}')"
     echo "$prog: $title $2; its last lines:" >&2
-    last="$(tmux capture-pane -p -J -t "$1" | grep -v '^Pane is dead' | grep -v '^[[:space:]]*$' | tail -n 8)"
+    last="$(tmux capture-pane -p -J -t "$1" | grep -v -e '^Pane is dead' -e '^[[:space:]]*$' -E -e "^$EXITED_RE\$" |
+        tail -n 8)"
     printf '%s\n' "${last:-(nothing)}" | sed 's/^/    /' >&2
-    if [[ $last == *ModuleNotFoundError* ]]; then
-        echo "$prog: is the virtual environment active? Every terminal needs it: . .venv/bin/activate" >&2
-    fi
+    [[ $last == *ModuleNotFoundError* ]] && no_module=1
+    return 0
 }
 
 # Waits, at most CLIENT_TIMEOUT seconds, until every client shows its name prompt (it runs and reached the
-# server) while the server still runs; fails at the first pane that died, saying which and why. A poll of
-# the panes' state: tmux has no event for "this pane printed that".
+# server) while the server still runs. Fails as soon as a program has ended, saying which (every one found
+# ended in that round) and why. A client's end shows as client_runner's last line; the server's as a dead pane,
+# whose exit status tmux may learn a moment after the pane died (then the next round reads it). A poll of the
+# panes' state: tmux has no event for "this pane printed that".
 check_panes() { # $1 the server's pane id
-    local deadline=$((SECONDS + CLIENT_TIMEOUT)) pane dead status waiting
+    local deadline=$((SECONDS + CLIENT_TIMEOUT)) pane dead status waiting screen ended no_module=0
     while :; do
         waiting=""
+        ended=0
         while read -r pane dead status; do
-            if [[ $dead == 1 ]]; then
+            if [[ $dead == 1 && (-n $status || $SECONDS -ge $deadline) ]]; then
                 report_pane "$pane" "exited (status ${status:-unknown})"
-                return 1
-            fi
-            if [[ $pane != "$1" ]] && ! tmux capture-pane -p -t "$pane" | grep -q "$NAME_PROMPT"; then
+                ended=1
+            elif [[ $dead == 1 ]]; then
                 waiting="$pane"
+            elif [[ $pane != "$1" ]]; then
+                screen="$(tmux capture-pane -p -J -t "$pane")"
+                if [[ $'\n'$screen =~ $'\n'$EXITED_RE ]]; then
+                    report_pane "$pane" "exited (status ${BASH_REMATCH[1]})"
+                    ended=1
+                elif [[ $screen != *"$NAME_PROMPT"* ]]; then
+                    waiting="$pane"
+                fi
             fi
         done < <(tmux list-panes -t "$1" -F '#{pane_id} #{pane_dead} #{pane_dead_status}')
+        if ((ended)); then
+            if ((no_module)); then
+                echo "$prog: is the virtual environment active? Every terminal needs it: . .venv/bin/activate" >&2
+            fi
+            return 1
+        fi
         [[ -z $waiting ]] && return 0
         if ((SECONDS >= deadline)); then
             report_pane "$waiting" "runs but did not show its '$NAME_PROMPT' prompt within ${CLIENT_TIMEOUT} s"
@@ -163,11 +194,14 @@ if [[ -z $term ]]; then
         tmux kill-session -t "=$SESSION" 2>/dev/null || true
         exit 1
     fi
+    # Held open until this script exits: the client terminals wait on it while the check runs (client_runner).
+    mkfifo "$tmp/checking"
+    exec 4<>"$tmp/checking"
     pane="$server_pane"
     first_client=""
     for n in 1 2 3; do # each after the last, so that the tiles read server, client 1, client 2, client 3
         pane="$(tmux split-window -d -P -F '#{pane_id}' -t "$pane" -c "$(pwd)" \
-            "$PYTHON" -m chat.client "$HOST" "$port" 3>&-)"
+            bash -c "$client_runner" client "$PYTHON" "$HOST" "$port" "$tmp/checking" 3>&- 4>&-)"
         tmux select-pane -t "$pane" -T "client $n"
         tmux select-layout -t "$server_pane" tiled >/dev/null
         first_client="${first_client:-$pane}"

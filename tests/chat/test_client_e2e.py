@@ -303,6 +303,22 @@ def test_leaving_at_the_name_prompt_exits_0(server: ServerProcess, stdin: str) -
     assert "server: goodbye" in out
 
 
+@pytest.fixture
+def sigint_not_ignored() -> Iterator[None]:
+    """Children inherit an ignored SIGINT, and a runner that started pytest as a background job of a script
+    (``cmd &`` without job control) ignores it: the client would then never see Ctrl+C. Give this process a
+    handler for the test's length, so that the client starts with SIGINT at its default, as in a terminal."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.usefixtures("sigint_not_ignored")
 @pytest.mark.parametrize("when", ["name prompt", "chatting"])
 def test_ctrl_c_leaves_cleanly(server: ServerProcess, when: str) -> None:
     with server.connect() as bob:
