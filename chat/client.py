@@ -10,10 +10,14 @@ Threading model
   inbox.
 
 Shared between the two: the inbox (a ``collections.deque``, whose appends and pops are atomic, plus an
-``arrived`` event) and two flags (``threading.Event``): ``reading``, set by the main thread while it is
-blocked reading a line, and ``drained``, set once it has rendered what was waiting. No lock is shared: a
-lock could be held by the main thread at the very moment a signal handler (below) needs it, and that would
-deadlock.
+``arrived`` wake-up), the ``reading`` flag (a plain attribute, set by the main thread while it is blocked
+reading a line) and the ``drained`` wake-up (given once the main thread has rendered what was waiting). No
+lock is held across Python code: the main thread can be interrupted at any bytecode, by the poke handler
+below or by Ctrl+C, SIGTERM and SIGHUP, which raise ``KeyboardInterrupt``. A ``threading.Event`` would not
+do: its methods take a lock in Python code, and an exception raised just after that lock was taken leaves
+it taken for good, so the next ``set`` or ``clear`` (the next line, or the exit) hangs the client. That was
+seen: a client whose tmux pane was killed stayed in ``Event.clear`` forever. A :class:`Wakeup` is one
+``threading.Lock`` used as a token, taken and given by single C calls.
 
 Showing events while the user types
 -----------------------------------
@@ -343,6 +347,33 @@ class Screen:
 # -- the two threads -----------------------------------------------------------------------------
 
 
+class Wakeup:
+    """A wake-up token between two threads: ``give`` leaves one (never blocks), ``wait`` takes it.
+
+    A ``threading.Lock`` used as a binary semaphore: released means "a token is there". Each method is one C
+    call on the lock, so an exception raised in the main thread between two bytecodes (the module docstring)
+    can at worst lose a token, which every waiter here tolerates: it re-checks what it waits for.
+    """
+
+    def __init__(self) -> None:
+        self._token = threading.Lock()
+        self._token.acquire()
+
+    def give(self) -> None:
+        try:
+            self._token.release()
+        except RuntimeError:
+            pass  # a token is already there: one is enough
+
+    def take(self) -> None:
+        """Drop a token left from before, if any."""
+        self._token.acquire(blocking=False)
+
+    def wait(self, timeout: float) -> bool:
+        """Take the token, waiting at most ``timeout`` seconds; False if none came."""
+        return self._token.acquire(timeout=max(timeout, 0.0))
+
+
 class Inbox:
     """Items from the receive thread to the main thread.
 
@@ -352,11 +383,11 @@ class Inbox:
 
     def __init__(self) -> None:
         self._items: collections.deque[InboxItem] = collections.deque()
-        self.arrived = threading.Event()
+        self.arrived = Wakeup()
 
     def put(self, items: Sequence[InboxItem]) -> None:
         self._items.extend(items)
-        self.arrived.set()
+        self.arrived.give()
 
     def take(self) -> list[InboxItem]:
         items: list[InboxItem] = []
@@ -373,11 +404,13 @@ class Inbox:
 class Receiver:
     """The receive thread: socket to inbox, then a poke when the main thread is blocked reading a line."""
 
-    def __init__(self, sock: socket.socket, inbox: Inbox, reading: threading.Event) -> None:
+    def __init__(self, sock: socket.socket, inbox: Inbox) -> None:
         self.sock = sock
         self.inbox = inbox
-        self.reading = reading  # set by the main thread while it is blocked reading a line
-        self.drained = threading.Event()  # set by the poke handler once it has rendered the inbox
+        #: True while the main thread is blocked reading a line. Written by the main thread only; one
+        #: attribute, so each read and write is atomic: no lock (the module docstring).
+        self.reading = False
+        self.drained = Wakeup()  # given by the poke handler once it has rendered the inbox
         self.main_ident = threading.main_thread().ident
         self.thread = threading.Thread(target=self._run, name="chat-receive", daemon=True)
 
@@ -411,8 +444,8 @@ class Receiver:
 
     def _poke(self) -> None:
         """Have the main thread render the inbox if it is blocked reading a line; repeat until it has."""
-        while self.inbox and self.reading.is_set() and self.main_ident is not None:
-            self.drained.clear()
+        while self.inbox and self.reading and self.main_ident is not None:
+            self.drained.take()
             try:
                 signal.pthread_kill(self.main_ident, POKE_SIGNAL)
             except OSError:
@@ -445,7 +478,6 @@ class ChatClient:
         self.stdin = stdin
         self.errors = errors
         self.inbox = Inbox()
-        self.reading = threading.Event()
         self.sock: socket.socket | None = None
         self.receiver: Receiver | None = None
         # What the server said so far. Written and read by the main thread only.
@@ -478,7 +510,7 @@ class ChatClient:
             return self._fail(f"cannot connect to {self.address}: {exc.strerror or exc}")
         self.sock.settimeout(None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.receiver = Receiver(self.sock, self.inbox, self.reading)
+        self.receiver = Receiver(self.sock, self.inbox)
         previous = signal.signal(POKE_SIGNAL, self._on_poke)
         self.receiver.start()
         try:
@@ -561,7 +593,7 @@ class ChatClient:
 
     def _shut(self, previous_handler: Any) -> None:
         assert self.sock is not None and self.receiver is not None
-        self.reading.clear()
+        self.receiver.reading = False
         try:
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receive thread
         except OSError:
@@ -587,7 +619,8 @@ class ChatClient:
     # -- input ------------------------------------------------------------------------------------
     def _read_line(self, prompt: str) -> str | None:
         """One line typed by the user; None at end of input. Raises ServerClosed when the server ends it."""
-        self.reading.set()
+        assert self.receiver is not None
+        self.receiver.reading = True
         try:
             self._drain()  # what came before the flag was set: the receive thread did not poke for it
             if self.is_over:
@@ -606,7 +639,7 @@ class ChatClient:
                 return None
             return line[:-1] if line.endswith("\n") else line
         finally:
-            self.reading.clear()
+            self.receiver.reading = False
 
     def _erase_echo(self, prompt: str, line: str) -> None:
         """On a terminal, remove the typed line: it comes back from the server, with its time, as a MSG."""
@@ -626,8 +659,7 @@ class ChatClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self.inbox.arrived.wait(remaining)
-            self.inbox.arrived.clear()  # the inbox is drained right after, so no arrival is missed
+            self.inbox.arrived.wait(remaining)  # takes the token: the inbox is drained right after
 
     def _on_poke(self, signum: int, frame: FrameType | None) -> None:
         """SIGUSR1 handler, in the main thread: render the inbox while a read is blocked."""
@@ -635,13 +667,13 @@ class ChatClient:
             return  # the receive thread pokes again if anything is left
         self._in_handler = True
         try:
-            if not self.reading.is_set() or self._rendering:
+            assert self.receiver is not None
+            if not self.receiver.reading or self._rendering:
                 return
             if self.editor is not None and not self.editor.is_editing():
                 return  # readline is between two lines; the receive thread pokes again
             self._drain()
-            assert self.receiver is not None
-            self.receiver.drained.set()
+            self.receiver.drained.give()
             if self.is_over:
                 raise ServerClosed
         finally:

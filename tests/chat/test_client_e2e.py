@@ -9,6 +9,7 @@ scripted server (:class:`FakeServer`) then plays it. Every wait is on output or 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -338,6 +339,40 @@ def test_ctrl_c_leaves_cleanly(server: ServerProcess, when: str) -> None:
         assert b"server: goodbye" in out
         if when == "chatting":
             assert read_until_suffix(bob, " alice quit")
+
+
+def test_an_interrupt_just_after_a_lock_is_taken_never_hangs_the_client(server: ServerProcess) -> None:
+    """Ctrl+C, SIGTERM and SIGHUP raise KeyboardInterrupt at any bytecode of the client's main thread.
+
+    Raised just after a ``threading.Event`` had taken its lock, it left that lock taken, and the client hung
+    for good at the event's next ``set`` or ``clear`` (seen once: a client whose tmux pane was killed, stuck
+    in ``Event.clear``). Kills that mutant: with ``reading`` an Event again, the run interrupted at the
+    second moment hangs. Each moment at which the main thread still takes such a lock is tried in turn
+    (tests/fixtures/interrupted_client.py), until a run has no such moment left.
+    """
+    driver = [sys.executable, "-m", "tests.fixtures.interrupted_client", "127.0.0.1", str(server.port)]
+    k = 0
+    while True:
+        k += 1
+        assert k <= 40, "a short session should take far fewer locks"
+        try:
+            done = subprocess.run(
+                [*driver, str(k)],
+                input=b"alice\nhello\n",
+                capture_output=True,
+                timeout=2 * TIMEOUT,
+                cwd=REPO,
+                env=client_env(),
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the client hung after an interrupt at lock moment {k}")
+        err = done.stderr.decode(errors="replace")
+        assert "Traceback" not in err, err
+        found = re.search(r"^interrupted-client: (\d+) of (\d+) exit (\d+)$", err, re.M)
+        assert found is not None and done.returncode == 0, err
+        if int(found[2]) < k:
+            break  # no k-th moment: every one has been tried
+    assert k > 1, "the run never reached a moment to interrupt: the driver tests nothing"
 
 
 def test_sigterm_leaves_cleanly(server: ServerProcess) -> None:
