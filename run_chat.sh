@@ -66,11 +66,29 @@ if [[ -z $term ]] && ! command -v tmux >/dev/null 2>&1; then
     exit 1
 fi
 
+# What each terminal's bash runs once its program (server or client) has ended: a last line with the
+# program's exit status, then, while this script is still checking the panes, a wait, so that the terminal
+# stays open with everything the program printed until this script has read it. A pane that closed at once
+# could lose its last lines (tmux may close a pane before it has read all its output) and its status (tmux
+# may learn it a moment after the pane died). The wait ends as soon as the check is over (this script removes
+# the "checking" file) or this script is gone, even killed (looked up by its PID). Uses $status, $checking and
+# $launcher, set by the runner that includes it.
+# shellcheck disable=SC2016 # expanded by the pane's own bash
+linger='
+printf "\n[exited with status %s]\n" "$status"
+while [[ -e $checking ]] && kill -0 "$launcher" 2>/dev/null; do
+    sleep 0.1 # the pace of the wait; the deadline of the check bounds it
+done
+exit "$status"'
+EXITED_RE='\[exited with status ([0-9]+)\]' # linger's line, at the start of a line
+
 # The server's terminal runs this: it shows the server's output, and passes the first line (the listening
-# line, or the error that stopped the server) to the launcher through a fifo. $1 python, $2 port, $3 fifo.
+# line, or the error that stopped the server) to the launcher through a fifo; then linger, with the server's
+# own exit status. $1 python, $2 port, $3 fifo, $4 checking file, $5 launcher PID.
 # stderr joins stdout so that a failure to start reaches the launcher too.
 # shellcheck disable=SC2016 # expanded by the server pane's own bash
 server_runner='
+checking=$4 launcher=$5
 "$1" -m chat.server --port "$2" 2>&1 | {
     first="the server exited before it was ready"
     while IFS= read -r line; do
@@ -81,32 +99,29 @@ server_runner='
     printf "%s\n" "$first" >"$3"
     trap "" INT # Ctrl+C is for the server: keep showing what it prints while it shuts down
     exec cat
-}'
+}
+status=${PIPESTATUS[0]}'"$linger"
 
-# Each client's terminal runs this: the client, then a last line with its exit status. While run_chat.sh is
-# still checking the panes, the terminal stays open after the client has gone (a read of the "checking" fifo,
-# which ends when the launcher closes it by exiting, or fails at once when the fifo is gone): the launcher reads
-# the status and the client's last lines from the screen, all of them. A pane that closed at once could lose
-# them: tmux may close a pane before it has read its last output. $1 python, $2 host, $3 port, $4 fifo.
+# Each client's terminal runs this: the client, then linger. $1 python, $2 host, $3 port, $4 checking file,
+# $5 launcher PID.
 # shellcheck disable=SC2016 # expanded by the client pane's own bash
 client_runner='
+checking=$4 launcher=$5
 "$1" -m chat.client "$2" "$3"
-status=$?
-printf "\n[the client exited with status %s]\n" "$status"
-read -r _ 2>/dev/null <"$4"
-exit "$status"'
-EXITED_RE='\[the client exited with status ([0-9]+)\]' # at the start of a line
+status=$?'"$linger"
 
 # Where the server's first line arrives. Opened read-write, so that opening never blocks and a read can time
 # out even if the server's terminal never starts.
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/run_chat.XXXXXX")"
 cleanup() {
     rm -rf "$tmp"
-    exec 3>&- 4>&-
+    exec 3>&-
 }
 trap cleanup EXIT
 mkfifo "$tmp/ready"
 exec 3<>"$tmp/ready"
+checking="$tmp/checking" # exists while this script checks the panes (see linger)
+: >"$checking"
 
 # Reads the server's first line; prints the port clients must use, or fails with the server's message.
 wait_for_server() {
@@ -124,8 +139,8 @@ wait_for_server() {
     esac
 }
 
-# Says why a pane failed: its title, exit status and last lines (tmux keeps them: remain-on-exit, and a
-# client's terminal waits, see client_runner).
+# Says why a pane failed: its title, exit status and last lines (its terminal waits for this, see linger; and
+# remain-on-exit keeps a pane whose bash itself was killed).
 report_pane() { # $1 pane id, $2 what happened
     local title last
     title="$(tmux display-message -p -t "$1" '#{pane_title}')"
@@ -139,30 +154,38 @@ report_pane() { # $1 pane id, $2 what happened
 
 # Waits, at most CLIENT_TIMEOUT seconds, until every client shows its name prompt (it runs and reached the
 # server) while the server still runs. Fails as soon as a program has ended, saying which (every one found
-# ended in that round) and why. A client's end shows as client_runner's last line; the server's as a dead pane,
-# whose exit status tmux may learn a moment after the pane died (then the next round reads it). A poll of the
-# panes' state: tmux has no event for "this pane printed that".
+# ended in that round) and why. A program's end shows as linger's last line in its pane. A dead pane means its
+# bash itself was killed: tmux then gives an exit status or a signal, maybe a moment after the pane died (the
+# next round reads it). A poll of the panes' state: tmux has no event for "this pane printed that".
 check_panes() { # $1 the server's pane id
-    local deadline=$((SECONDS + CLIENT_TIMEOUT)) pane dead status waiting screen ended no_module=0
+    local deadline=$((SECONDS + CLIENT_TIMEOUT)) pane dead status sig waiting screen ended no_module=0
     while :; do
         waiting=""
         ended=0
-        while read -r pane dead status; do
-            if [[ $dead == 1 && (-n $status || $SECONDS -ge $deadline) ]]; then
-                report_pane "$pane" "exited (status ${status:-unknown})"
-                ended=1
-            elif [[ $dead == 1 ]]; then
-                waiting="$pane"
-            elif [[ $pane != "$1" ]]; then
-                screen="$(tmux capture-pane -p -J -t "$pane")"
-                if [[ $'\n'$screen =~ $'\n'$EXITED_RE ]]; then
-                    report_pane "$pane" "exited (status ${BASH_REMATCH[1]})"
-                    ended=1
-                elif [[ $screen != *"$NAME_PROMPT"* ]]; then
+        # '|' between the fields: tmux leaves the status or the signal of a dead pane empty.
+        while IFS='|' read -r pane dead status sig; do
+            if [[ $dead == 1 ]]; then
+                if [[ -n $status ]]; then
+                    report_pane "$pane" "exited (status $status)"
+                elif [[ -n $sig ]]; then
+                    report_pane "$pane" "was killed (signal $sig)"
+                elif ((SECONDS >= deadline)); then
+                    report_pane "$pane" "exited (status unknown)"
+                else
                     waiting="$pane"
+                    continue
                 fi
+                ended=1
+                continue
             fi
-        done < <(tmux list-panes -t "$1" -F '#{pane_id} #{pane_dead} #{pane_dead_status}')
+            screen="$(tmux capture-pane -p -J -t "$pane")"
+            if [[ $'\n'$screen =~ $'\n'$EXITED_RE ]]; then
+                report_pane "$pane" "exited (status ${BASH_REMATCH[1]})"
+                ended=1
+            elif [[ $pane != "$1" && $screen != *"$NAME_PROMPT"* ]]; then
+                waiting="$pane"
+            fi
+        done < <(tmux list-panes -t "$1" -F '#{pane_id}|#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}')
         if ((ended)); then
             if ((no_module)); then
                 echo "$prog: is the virtual environment active? Every terminal needs it: . .venv/bin/activate" >&2
@@ -187,21 +210,18 @@ if [[ -z $term ]]; then
     # remain-on-exit keeps a pane that died, with its last lines and exit status, until check_panes has
     # looked at it; set in the same tmux command as the session, before any pane can die.
     server_pane="$(tmux new-session -d -P -F '#{pane_id}' -s "$SESSION" -n chat -c "$(pwd)" \
-        bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" 3>&- \; \
+        bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" "$checking" $$ 3>&- \; \
         set-option -w remain-on-exit on)"
     tmux select-pane -t "$server_pane" -T server
     if ! port="$(wait_for_server)"; then
         tmux kill-session -t "=$SESSION" 2>/dev/null || true
         exit 1
     fi
-    # Held open until this script exits: the client terminals wait on it while the check runs (client_runner).
-    mkfifo "$tmp/checking"
-    exec 4<>"$tmp/checking"
     pane="$server_pane"
     first_client=""
     for n in 1 2 3; do # each after the last, so that the tiles read server, client 1, client 2, client 3
         pane="$(tmux split-window -d -P -F '#{pane_id}' -t "$pane" -c "$(pwd)" \
-            bash -c "$client_runner" client "$PYTHON" "$HOST" "$port" "$tmp/checking" 3>&- 4>&-)"
+            bash -c "$client_runner" client "$PYTHON" "$HOST" "$port" "$checking" $$ 3>&-)"
         tmux select-pane -t "$pane" -T "client $n"
         tmux select-layout -t "$server_pane" tiled >/dev/null
         first_client="${first_client:-$pane}"
@@ -210,6 +230,7 @@ if [[ -z $term ]]; then
         tmux kill-session -t "=$SESSION" 2>/dev/null || true
         exit 1
     fi
+    rm -f "$checking"                                                   # the check is over: see linger
     tmux set-option -w -t "$server_pane" remain-on-exit off >/dev/null # from now on a pane that ends closes
     tmux set-option -w -t "$server_pane" pane-border-status top >/dev/null
     tmux set-option -w -t "$server_pane" pane-border-format ' #{pane_title} ' >/dev/null
@@ -233,7 +254,7 @@ open_terminal() { # command and arguments, run in a new window
         *) "$term" -e "$@" >/dev/null 2>&1 3>&- & ;;
     esac
 }
-open_terminal bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready"
+open_terminal bash -c "$server_runner" server "$PYTHON" "$PORT" "$tmp/ready" "$checking" $$
 port="$(wait_for_server)" || exit 1
 for _ in 1 2 3; do
     open_terminal "$PYTHON" -m chat.client "$HOST" "$port"

@@ -11,13 +11,15 @@ Threading model
 
 Shared between the two: the inbox (a ``collections.deque``, whose appends and pops are atomic, plus an
 ``arrived`` wake-up), the ``reading`` flag (a plain attribute, set by the main thread while it is blocked
-reading a line) and the ``drained`` wake-up (given once the main thread has rendered what was waiting). No
-lock is held across Python code: the main thread can be interrupted at any bytecode, by the poke handler
+reading a line) and the ``drained`` wake-up (given once the main thread has rendered what was waiting). None
+of them takes a lock in Python code: the main thread can be interrupted at any bytecode, by the poke handler
 below or by Ctrl+C, SIGTERM and SIGHUP, which raise ``KeyboardInterrupt``. A ``threading.Event`` would not
 do: its methods take a lock in Python code, and an exception raised just after that lock was taken leaves
 it taken for good, so the next ``set`` or ``clear`` (the next line, or the exit) hangs the client. That was
 seen: a client whose tmux pane was killed stayed in ``Event.clear`` forever. A :class:`Wakeup` is one
-``threading.Lock`` used as a token, taken and given by single C calls.
+``threading.Lock`` used as a token, taken and given by single C calls. The one such lock the main thread
+still takes is in ``Thread.start`` (the receive thread's, before the session begins): an interrupt there
+ends the client at once, without the goodbye.
 
 Showing events while the user types
 -----------------------------------

@@ -228,8 +228,58 @@ def test_a_server_that_dies_after_its_ready_line_is_reported(tmux: Tmux) -> None
     env = _shim(tmux, 'if [[ $TMUX_PANE == "%0" ]]; then echo "listening on localhost:$4"; exit 7; fi')
     done = tmux.run_script(str(free_port()), env=env)
     assert done.returncode == 1, done.stdout
-    assert "exited" in done.stderr, done.stderr
+    # its own status (not that of the pane's reader), and its last lines, though it ended at once
+    assert "run_chat.sh: server exited (status 7); its last lines:" in done.stderr, done.stderr
+    assert "listening on localhost:" in done.stderr
     assert not tmux.has_session()
+
+
+def test_a_client_whose_terminal_is_killed_is_reported_with_the_signal(tmux: Tmux) -> None:
+    # Client 2's shim kills the bash of its own pane (its parent): tmux gives a signal, not an exit status.
+    env = _shim(tmux, 'if [[ $TMUX_PANE == "%2" ]]; then kill -KILL $PPID; exit 0; fi')
+    done = tmux.run_script(str(free_port()), env=env)
+    assert done.returncode == 1, done.stdout
+    assert "run_chat.sh: client 2 was killed (signal 9)" in done.stderr, done.stderr
+    assert not tmux.has_session()
+
+
+def test_a_killed_launcher_leaves_no_terminal_waiting(tmux: Tmux) -> None:
+    """A pane whose program ended waits while run_chat.sh checks; a SIGKILLed run_chat.sh must not make it
+    wait for ever (it has no EXIT trap then: its files stay behind)."""
+    go = os.path.join(tmux.tmpdir, "go")
+    os.mkfifo(go)
+    # Client 1 ends (status 3) only once the test says so, after the launcher is dead.
+    env = _shim(tmux, f'if [[ $TMUX_PANE == "%1" ]]; then read -r _ <"{go}"; exit 3; fi')
+    env["TMPDIR"] = tmux.tmpdir  # the launcher's leftovers go with the test's directory
+    launcher = subprocess.Popen(
+        [BASH, SCRIPT, str(free_port())],
+        stdin=subprocess.DEVNULL,
+        cwd=tmux.tmpdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        listing = ["list-panes", "-s", "-t", f"={tmux.session}", "-F", "#{pane_id}"]
+        while len(tmux(*listing, check=False).split()) < 4:  # then the launcher is in its check
+            assert launcher.poll() is None, "run_chat.sh ended before its check"
+            assert time.monotonic() < deadline, "the four panes never came"
+            time.sleep(POLL)  # polling tmux, bounded by the deadline
+        launcher.kill()
+        launcher.wait(TIMEOUT)
+        with open(go, "w") as release:
+            release.write("go\n")
+        # The pane's bash sees the launcher gone and ends: the pane is dead (remain-on-exit is still on).
+        deadline = time.monotonic() + TIMEOUT
+        while tmux("display-message", "-p", "-t", "%1", "#{pane_dead}").strip() != "1":
+            assert time.monotonic() < deadline, "client 1's terminal still waits for a launcher that is gone"
+            time.sleep(POLL)  # polling tmux, bounded by the deadline
+        assert "[exited with status 3]" in tmux.screen("%1")
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(TIMEOUT)
 
 
 def test_panes_close_normally_once_checked(tmux: Tmux) -> None:
