@@ -140,7 +140,8 @@ wait_for_server() {
 }
 
 # Says why a pane failed: its title, exit status and last lines (its terminal waits for this, see linger; and
-# remain-on-exit keeps a pane whose bash itself was killed).
+# remain-on-exit keeps a pane whose bash itself was killed). Sets check_panes' no_module when the lines show a
+# missing module, so that the virtual environment hint is printed once for all panes.
 report_pane() { # $1 pane id, $2 what happened
     local title last
     title="$(tmux display-message -p -t "$1" '#{pane_title}')"

@@ -354,7 +354,9 @@ class Wakeup:
 
     A ``threading.Lock`` used as a binary semaphore: released means "a token is there". Each method is one C
     call on the lock, so an exception raised in the main thread between two bytecodes (the module docstring)
-    can at worst lose a token, which every waiter here tolerates: it re-checks what it waits for.
+    can at worst lose a token, which every waiter here tolerates: it re-checks what it waits for. The server's
+    batched writer uses the same idiom (``BatchedOutbox._wake``, chat/delivery.py), inlined there because it
+    runs once per delivery.
     """
 
     def __init__(self) -> None:

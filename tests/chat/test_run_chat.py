@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers import REPO, TIMEOUT
+from tests.server_kit import wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -260,21 +261,23 @@ def test_a_killed_launcher_leaves_no_terminal_waiting(tmux: Tmux) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        listing = ["list-panes", "-s", "-t", f"={tmux.session}", "-F", "#{pane_id}"]
-        while len(tmux(*listing, check=False).split()) < 4:  # then the launcher is in its check
-            assert launcher.poll() is None, "run_chat.sh ended before its check"
-            assert time.monotonic() < deadline, "the four panes never came"
-            time.sleep(POLL)  # polling tmux, bounded by the deadline
+
+        def checking_or_gone() -> bool:  # four panes: the launcher is in its check
+            listing = tmux("list-panes", "-s", "-t", f"={tmux.session}", "-F", "#{pane_id}", check=False)
+            return launcher.poll() is not None or len(listing.split()) == 4
+
+        wait_for(checking_or_gone, START_TIMEOUT, "the four panes")
+        assert launcher.poll() is None, "run_chat.sh ended before its check"  # it is in its check
         launcher.kill()
         launcher.wait(TIMEOUT)
         with open(go, "w") as release:
             release.write("go\n")
+
         # The pane's bash sees the launcher gone and ends: the pane is dead (remain-on-exit is still on).
-        deadline = time.monotonic() + TIMEOUT
-        while tmux("display-message", "-p", "-t", "%1", "#{pane_dead}").strip() != "1":
-            assert time.monotonic() < deadline, "client 1's terminal still waits for a launcher that is gone"
-            time.sleep(POLL)  # polling tmux, bounded by the deadline
+        def client_1_dead() -> bool:
+            return tmux("display-message", "-p", "-t", "%1", "#{pane_dead}").strip() == "1"
+
+        wait_for(client_1_dead, TIMEOUT, "the end of client 1's terminal, whose launcher is gone")
         assert "[exited with status 3]" in tmux.screen("%1")
     finally:
         if launcher.poll() is None:
