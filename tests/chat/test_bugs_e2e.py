@@ -31,6 +31,13 @@ TEST_WINDOWS = {
     "lock-order-deadlock": "--race-window 0.02",
     "iterate-while-mutating": "--race-window 0.002",
 }
+#: lost-leave shows only when a member drops without ``/quit``; in a 1.5 s ``mixed`` run the few churners
+#: and racers drop a handful of times, and once in CI none of those drops was seen (PASS). Measured beside
+#: two CPU hogs: ``mixed`` 3 to 57 violations in 10 of 10 runs (two runs with only 3), ``churn`` (half the
+#: bots churning) 44 to 80 in 10 of 10. docs/bugs.md's rates use the catalogue's scenario, ``mixed``.
+TEST_SCENARIOS = {"lost-leave": "churn"}
+#: Every scenario a bug's short swarm uses gets a safe-server control run.
+CONTROL_SCENARIOS = sorted({bug.scenario for bug in BUGS.values()} | set(TEST_SCENARIOS.values()))
 #: One line of ``python -X importtime``: "import time: SELF | CUMULATIVE | <indent>MODULE".
 IMPORTTIME = re.compile(r"^import time:\s+\d+ \|\s+\d+ \| ( *)(\S+)$")
 
@@ -120,7 +127,7 @@ def run_swarm(bug: str | None, scenario: str | None = None) -> subprocess.Comple
         "-m",
         "harness.swarm",
         "--scenario",
-        scenario or BUGS[str(bug)].scenario,
+        scenario or TEST_SCENARIOS.get(str(bug), BUGS[str(bug)].scenario),
         "--clients",
         "16",
         "--duration",
@@ -148,7 +155,7 @@ def test_every_bug_is_caught_by_a_short_swarm(bug: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", sorted({bug.scenario for bug in BUGS.values()}))
+@pytest.mark.parametrize("scenario", CONTROL_SCENARIOS)
 def test_the_safe_server_passes_the_same_short_swarm(scenario: str) -> None:
     """The control of the test above: same scenario, size, duration and liveness bounds, no bug."""
     res = run_swarm(None, scenario)
