@@ -37,8 +37,10 @@ something the protocol cannot carry (a bug).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 # -- limits -------------------------------------------------------------------
 
@@ -59,6 +61,17 @@ MAX_NAME_LEN = 20
 #: and a client that splits lines on any of these (``str.splitlines`` does)
 #: would show a forged second line, so lines holding them are refused.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+#: The same, less ``\n``: for a batch of lines joined by ``\n`` (``plain_chat_texts``).
+_CONTROL_BUT_NL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+#: A line of a ``\n``-joined batch that is not chat: a command, ``exit``, or blank
+#: (``\s`` is ``str.isspace``, what ``str.strip`` strips).
+_NOT_CHAT_RE = re.compile(r"^(?:/|exit$|\s*$)", re.MULTILINE)
+#: The bytes ``bytes.translate`` deletes to find what is not plain chat in an ASCII batch.
+_PLAIN_ASCII = bytes([0x09, 0x0A, *range(0x20, 0x7F)])
+#: How a line of a ``\n``-joined ASCII batch that may not be chat starts: a command, ``exit``,
+#: empty, or blank-led (only the first of these decides; the rest go to the precise check).
+_NOT_CHAT_MARK_RE = re.compile(rb"\n[/\n \t]|\nexit")
+_NOT_CHAT_HEADS = (b"/", b"", b"\n", b" ", b"\t")
 
 ENCODING = "utf-8"
 
@@ -189,6 +202,18 @@ def format_event(event: ServerEvent) -> bytes:
 def format_msg(seq: int, name: str, text: str) -> bytes:
     """``MSG <seq> <name> <text>\\n``, the one line formatted per chat message."""
     return f"MSG {seq} {name} {text}\n".encode(ENCODING)
+
+
+def format_msgs(name: str, texts: Iterable[str], seqs: Iterator[int]) -> list[bytes]:
+    """:func:`format_msg` for each of ``texts`` from ``name``, taking each seq from ``seqs`` in turn.
+
+    One comprehension, no format call per line: a broadcast's lines are formatted
+    under the room's lock. ``seqs`` is consumed once per text and no further
+    (the room numbers with its counter: a seq taken is a seq used).
+    """
+    # Not strict: strict would take one more seq to check that ``seqs`` is exhausted too.
+    pairs = zip(texts, seqs, strict=False)
+    return [f"MSG {seq} {name} {text}\n".encode(ENCODING) for text, seq in pairs]
 
 
 def format_err(code: ErrorCode, text: str) -> bytes:
@@ -457,6 +482,43 @@ def classify_client_line(text: str) -> ClientLine:
     return Chat(text)
 
 
+def plain_chat_texts(lines: Sequence[bytes | LineTooLong]) -> list[str] | None:
+    """The texts of ``lines`` when every one is a chat line, else ``None``.
+
+    The reader's fast path: one decode, two searches and one split for a whole
+    received batch, where :func:`decode_line` and :func:`classify_client_line`
+    take a few Python calls per line (most of a reader's time at saturation).
+    A batch holding anything else (a command, a blank line, bad UTF-8, a
+    control character, an over-long line) gives ``None``, and the caller takes
+    it line by line: the answers are the same either way
+    (tests/chat/test_protocol_fast.py checks it on arbitrary bytes).
+    """
+    if not lines:
+        return []
+    if LINE_TOO_LONG in lines:
+        return None
+    joined = b"\n".join(cast("list[bytes]", lines))
+    if (
+        joined.isascii()
+        and not joined.translate(None, _PLAIN_ASCII)  # nothing but printable ASCII, tab and \n
+        and joined[:1] not in _NOT_CHAT_HEADS
+        and not joined.startswith(b"exit")
+        and not joined.endswith(b"\n")  # a last line that is empty
+        and not _NOT_CHAT_MARK_RE.search(joined)
+    ):
+        # The common case, by byte searches only: no line starts like a command,
+        # ``exit``, a blank line or leading blanks (which the precise check below
+        # would tell apart; a line that only starts with them goes there too).
+        return joined.decode(ENCODING).split("\n")
+    try:
+        text = joined.decode(ENCODING)
+    except UnicodeDecodeError:
+        return None
+    if _CONTROL_BUT_NL_RE.search(text) or _NOT_CHAT_RE.search(text):
+        return None
+    return text.split("\n")
+
+
 def is_leave_request(text: str) -> bool:
     """True for the lines that end a connection during the handshake."""
     return text == "exit" or text.split(" ", 1)[0] == "/quit"
@@ -548,8 +610,19 @@ class LineBuffer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes | LineTooLong]:
-        out: list[bytes | LineTooLong] = []
         buf = self._buf
+        if not self._discarding and b"\n" in data and b"\r" not in data and b"\r" not in buf:
+            # The common case, in a few C calls: complete lines, none too long, no CR.
+            # Only when ``data`` ends a line, so a line trickling in is not copied again
+            # on every byte (the loop below remembers how far it searched).
+            lines = (bytes(buf) + data if buf else data).split(b"\n")
+            tail = lines[-1]
+            if max(map(len, lines)) <= self.max_line:
+                del lines[-1]
+                buf[:] = tail
+                self._searched = len(tail)
+                return cast("list[bytes | LineTooLong]", lines)
+        out: list[bytes | LineTooLong] = []
         buf += data
         start = 0
         search = self._searched

@@ -12,10 +12,12 @@ per connection) shares exactly one object: the :class:`Room`. It owns
   that ``--max-clients`` counts);
 * ``members``: the registry, lower-cased name -> connection;
 * ``seq``: the global broadcast counter;
-* ``_congested``: the last recipient seen past the high-water mark;
+* ``_congested``: the recipients seen past the high-water mark, not yet back under it;
+* ``_says``: the ``say`` requests waiting for the lock's holder (combining, below);
 * the right to call ``put`` on any connection's outbox.
 
-All of them are guarded by ``self.lock``, and every public method is one
+All of them are guarded by ``self.lock`` (``_says`` on its taking side: readers
+append to it before they ask for the lock), and every public method is one
 critical section that starts with ``with self.lock:`` (``admit`` and
 ``shutdown`` take it with a timeout instead, so that the acceptor is never stuck
 behind a blocked ``direct`` send). The sections, by name:
@@ -26,7 +28,8 @@ behind a blocked ``direct`` send). The sections, by name:
 ``heard``      note a connection's first bytes (it can no longer be evicted);
 ``reply``      put a line to one connection (HELLO, ERR, BYE, USERS);
 ``join``       check the name is free, register it, send ``OK``, broadcast JOIN;
-``say``        broadcast MSG lines;
+``say``        broadcast MSG lines: its reader's and those of every reader
+               queued for the lock (combining, below);
 ``who``        answer ``/who`` from the registry;
 ``outboxes``   every member's outbox, for a reader about to pause (backpressure);
 ``leave``      unregister, broadcast LEAVE (quit, disconnected or slow);
@@ -47,6 +50,13 @@ the first recipient past the high-water mark and returns it, the reader waits
 for it to drain (judging every other recipient on the same wait, so that members
 that stop reading together are found together), then broadcasts the rest.
 docs/architecture.md explains the rule.
+
+Combining: a reader queues its ``say`` request (``_says``) before it asks for the
+lock, and whoever holds the lock broadcasts every queued request in one round,
+one ``put_many`` per member for all of them. The queue is the one structure
+touched without the lock: readers only append to it (one atomic
+``deque.append``), and only the lock's holder takes from it. A reader whose
+request a round already broadcast finds it over and returns.
 
 Extension points
 ----------------
@@ -74,6 +84,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -89,9 +100,8 @@ _log_unread = RateLimitedLog(log, logging.INFO)
 _log_evicted = RateLimitedLog(log, logging.INFO)
 
 SHUTDOWN_TEXT = "server shutting down"
-#: Chat lines broadcast per call to each outbox (see Room.say). Small against
-#: the high-water mark (a quarter of --max-backlog), so that pausing between
-#: chunks still keeps every live recipient far from the slow limit.
+#: Chat lines of one reader's request per round of Room.say: the rounds take
+#: turns between the readers queued for the lock, a chunk of each at a time.
 SAY_CHUNK = 32
 
 
@@ -134,6 +144,35 @@ class RoomStats:
     evicted_silent: int = 0
 
 
+class SayRequest:
+    """One reader's call to ``say``: its texts, how far they got, and why it returned.
+
+    Written only by the holder of the room's lock, read by the calling reader
+    once it holds the lock itself.
+    """
+
+    __slots__ = ("conn", "texts", "may_pause", "done", "congested", "is_over", "failed")
+
+    def __init__(self, conn: Connection, texts: Sequence[str], may_pause: bool) -> None:
+        self.conn = conn
+        self.texts = texts
+        self.may_pause = may_pause
+        self.done = 0
+        self.congested: Outbox | None = None
+        self.is_over = False
+        #: What ended the round that held this request, if one raised (see ``Room.say``).
+        self.failed: BaseException | None = None
+
+
+class RoundFailed(RuntimeError):
+    """The ``say`` round that carried a reader's request raised, in the reader that ran it.
+
+    Raised in every other reader whose request that round held, so that each of
+    their sessions ends as it would have had its own broadcast failed (an
+    internal error: logged, that client dropped, the server serving on).
+    """
+
+
 class Room:
     """Members, names, the global seq and the outboxes, behind one lock.
 
@@ -161,10 +200,9 @@ class Room:
         #: ... and, once waiting, until it is back to this: one wake-up per
         #: half a high-water mark of lines, not one per line.
         self.low_water = self.high_water // 2
-        #: Chat lines numbered and put to each outbox per step of ``say``: at
-        #: most SAY_CHUNK, and at most half the room between the high-water mark
-        #: and the slow limit, so that a reader overshoots the mark by one chunk
-        #: at most and never pushes a live recipient to the limit.
+        #: One request's share of a round of ``say``: at most SAY_CHUNK lines,
+        #: and at most half the room between the high-water mark and the slow
+        #: limit (``say_batch`` below bounds the round as a whole).
         self.say_chunk = max(1, min(SAY_CHUNK, (max_backlog - self.high_water) // 2))
         self.connections: set[Connection] = set()
         self.members: dict[str, Connection] = {}
@@ -172,9 +210,27 @@ class Room:
         self.is_closing = False
         self.stats = RoomStats()
         self._on_slow = on_slow
-        #: The last recipient seen past the high-water mark, so that ``say``
-        #: pauses *before* adding to it (guarded by the lock).
-        self._congested: Outbox | None = None
+        #: Every recipient seen past the high-water mark and not yet seen back under
+        #: it (an insertion-ordered set), so that ``say`` pauses *before* adding to
+        #: any of them (guarded by the lock).
+        self._congested: dict[Outbox, None] = {}
+        #: Lines one round of ``say`` broadcasts at most, all senders together: half
+        #: the room between the high-water mark and the slow limit. Every recipient
+        #: a round leaves past the mark is remembered, and no pausing request starts
+        #: a round while one is still past it: so one round at most lands on a
+        #: recipient above the mark, and half the room is left for what other
+        #: sections add (JOIN, LEAVE, replies).
+        self.say_batch = max(self.say_chunk, (max_backlog - self.high_water) // 2)
+        #: The combining queue: ``say`` requests waiting for the lock's holder to
+        #: broadcast them. Readers append without the lock (``deque.append`` is one
+        #: atomic call); only the holder of ``self.lock`` pops (``_combine_locked``).
+        self._says: deque[SayRequest] = deque()
+
+    #: Whether ``say`` hands its texts to whoever holds the lock (see ``say``).
+    #: A room whose steps let the lock go mid-section must not: another reader
+    #: would find its request in a round that is not over, and wait for it
+    #: holding the lock the round needs.
+    combines = True
 
     def locks(self) -> list[SupportsLock]:
         """Every lock this room takes, ``self.lock`` first: what metrics and watchdogs watch."""
@@ -263,36 +319,23 @@ class Room:
         broadcast); the caller waits, then calls again with the rest. Stalled
         recipients are not paused for. Texts from a connection that is no
         longer a member are dropped (counted as done).
+
+        Combining: the call leaves its texts in ``_says`` *before* it asks for
+        the lock, and whoever holds the lock serves every waiting call at
+        once (:meth:`_combine_locked`): one batch per member for several
+        senders' lines, where each sender would send its own. A call whose
+        texts another reader already broadcast finds them done and returns.
         """
-        name = conn.name
-        assert name is not None
-        # Seqs and recipients are fixed in this one critical section: that is
-        # what gives every member the same order (the module docstring).
+        assert conn.name is not None
+        request = SayRequest(conn, texts, may_pause)
+        if self.combines:
+            self._says.append(request)  # one C call, atomic: no lock needed to join the queue
         with self.lock:
-            if not conn.is_member or self.is_closing:
-                return len(texts), None
-            if may_pause:
-                congested = self._congested
-                if congested is not None:
-                    if (
-                        congested.backlog() > self.high_water
-                        and not congested.is_stalled
-                        and not congested.is_finishing
-                    ):
-                        return 0, congested
-                    self._congested = None
-            # In chunks: each takes consecutive seqs and goes to every member
-            # with one put_many per member; the pause check runs between chunks.
-            done = 0
-            total = len(texts)
-            size = self.say_chunk
-            while done < total:
-                lines = self._number_locked(name, texts[done : done + size])
-                congested = self._broadcast_locked(lines)
-                done += len(lines)
-                if congested is not None and may_pause:
-                    return done, congested
-            return done, None
+            while not request.is_over:
+                self._combine_locked(request)
+        if request.failed is not None:
+            raise RoundFailed("the broadcast that carried these lines failed") from request.failed
+        return request.done, request.congested
 
     def who(self, conn: Connection) -> None:
         """Critical section ``who``: answer ``/who`` with the sorted member names."""
@@ -398,9 +441,102 @@ class Room:
         conn.outbox.put(protocol.format_event(protocol.Ok(name)))
         self._broadcast_locked([protocol.format_event(protocol.Join(self._next_seq(), name))])
 
+    def _combine_locked(self, own: SayRequest) -> None:
+        """One round of ``say``: the next chunk of each waiting request, one broadcast. Lock held.
+
+        Takes the requests queued in ``_says`` (or only ``own`` when the room
+        does not combine), gives each its next chunk of consecutive seqs, and
+        puts all of them to every member with one ``put_many`` each: members
+        get the lines in seq order, each sender's in the order it sent them.
+        At most ``say_batch`` lines per round, so that a round pushes no live
+        recipient from the high-water mark to the slow limit (see
+        ``__init__``). A request ends (``is_over``) when its texts are all
+        done, when it must pause for a congested recipient, or when its sender
+        is no longer a member; otherwise it goes back to the queue.
+        """
+        says = self._says
+        # Only the lock's holder pops; readers may append meanwhile (served next round).
+        taken = [says.popleft() for _ in range(len(says))] if self.combines else [own]
+        if not taken:
+            # ``own`` is neither over nor queued: the invariant below is broken. Fail
+            # loudly rather than spin with the lock held.
+            raise RuntimeError("a say request is neither over nor queued")
+        try:
+            self._serve_locked(taken)
+        except BaseException as exc:
+            # Every request this round held ends with the error: its reader raises
+            # RoundFailed instead of waiting for ever for a round that is gone.
+            for request in taken:
+                if not request.is_over:
+                    request.failed = exc
+                    request.is_over = True
+            raise
+
+    def _serve_locked(self, taken: list[SayRequest]) -> None:
+        """The body of a round (``_combine_locked``). Called with the lock held.
+
+        Invariant, whatever happens: when the round ends, each request of
+        ``taken`` is either over or back in ``_says`` (the caller ends them if
+        this raises).
+        """
+        says = self._says
+        blocker = self._still_congested_locked()
+        lines: list[bytes] = []
+        served: list[SayRequest] = []
+        room_left = self.say_batch
+        for i, request in enumerate(taken):
+            if request.is_over:
+                continue  # ended by a round that failed after putting it back
+            if room_left <= 0:
+                says.extendleft(reversed(taken[i:]))  # their turn is next round, ahead of newer ones
+                break
+            conn = request.conn
+            if not conn.is_member or self.is_closing:
+                request.done = len(request.texts)
+                request.is_over = True
+            elif request.may_pause and blocker is not None:
+                request.congested = blocker
+                request.is_over = True
+            else:
+                start = request.done
+                assert conn.name is not None
+                numbered = self._number_locked(
+                    conn.name, request.texts[start : start + min(self.say_chunk, room_left)]
+                )
+                lines += numbered
+                request.done = start + len(numbered)
+                room_left -= len(numbered)
+                served.append(request)
+        worst = self._broadcast_locked(lines) if lines else None
+        for request in served:
+            if request.may_pause and worst is not None:
+                request.congested = worst
+                request.is_over = True
+            elif request.done >= len(request.texts):
+                request.is_over = True
+            elif self.combines:
+                says.append(request)
+            # (not combining: the request stays its own reader's, who runs the next round)
+
+    def _still_congested_locked(self) -> Outbox | None:
+        """The most backlogged remembered recipient that a reader must still pause for, if any.
+
+        Called with the lock held. Forgets those back under the high-water mark,
+        stalled (nobody waits for them) or finishing.
+        """
+        remembered = self._congested
+        if not remembered:
+            return None
+        high = self.high_water
+        still = [o for o in remembered if o.backlog() > high and not o.is_stalled and not o.is_finishing]
+        if len(still) != len(remembered):
+            self._congested = dict.fromkeys(still)
+        return max(still, key=lambda o: o.backlog()) if still else None
+
     def _number_locked(self, name: str, texts: Sequence[str]) -> list[bytes]:
         """``MSG`` lines from ``name``, one per text, on consecutive seqs. Called with the lock held."""
-        return [protocol.format_msg(self._next_seq(), name, text) for text in texts]
+        # One _next_seq per line, called by the iterator as each line is formatted.
+        return protocol.format_msgs(name, texts, iter(self._next_seq, None))
 
     def _recipients_locked(self) -> Collection[Connection]:
         """Who a broadcast goes to: every member. Called with the lock held, once per broadcast."""
@@ -412,12 +548,13 @@ class Room:
         Members whose backlog overflows are dropped as slow after the whole
         batch, each announced by a LEAVE of its own (on the next seq). Returns
         the most backlogged outbox past the high-water mark, if any, and
-        remembers it for the next ``say`` (backpressure).
+        remembers every one past it for the next ``say`` (backpressure).
         """
         limit = self.max_backlog
         high = self.high_water
         worst: Outbox | None = None
         worst_n = high
+        congested = self._congested
         overflowed: list[Connection] | None = None
         members = self._recipients_locked()
         # batched sends straight to idle members' sockets only within this budget,
@@ -427,17 +564,17 @@ class Room:
         joined = b"".join(lines) if len(lines) > 1 else b""
         for conn in members:
             n = conn.outbox.put_many(lines, send_until, joined)
-            if n > worst_n:
+            if n > high:
                 if n > limit:
                     if overflowed is None:
                         overflowed = []
                     overflowed.append(conn)
                 elif not conn.outbox.is_stalled:  # nobody waits for a stalled one
-                    worst, worst_n = conn.outbox, n
+                    congested[conn.outbox] = None
+                    if n > worst_n:
+                        worst, worst_n = conn.outbox, n
         self.stats.broadcasts += len(lines)
         self.stats.deliveries += len(members) * len(lines)
-        if worst is not None:
-            self._congested = worst
         if overflowed:
             for conn in overflowed:
                 self._leave_locked(conn, LeaveReason.SLOW)

@@ -112,6 +112,11 @@ class Session:
         Consecutive chat lines are broadcast in one critical section; any other
         line first flushes them, so replies keep their place in the order.
         """
+        if self.conn.is_member:
+            texts = protocol.plain_chat_texts(items)
+            if texts is not None:  # all chat: the batch in one go (same result as the loop below)
+                self._flush(texts)
+                return self.conn.is_member or not self.outbox.is_finishing
         pending: list[str] = []
         for item in items:
             if item is LINE_TOO_LONG:

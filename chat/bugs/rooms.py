@@ -22,7 +22,15 @@ from chat.room import Connection, Room
 
 
 class BugRoom(Room):
-    """The safe room, told how wide its bug's race window is. Itself it changes nothing."""
+    """The safe room, told how wide its bug's race window is. Itself it changes nothing but ``combines``.
+
+    Its readers do not hand their ``say`` to the lock's holder (``Room.combines``):
+    several bugs let the lock go inside a step, or take no lock at all, and a
+    reader whose request sat in such a round would wait for it holding the lock
+    the round needs. Each reader broadcasts its own lines, as in the original design.
+    """
+
+    combines = False
 
     def __init__(
         self,

@@ -76,6 +76,14 @@ def test_every_private_method_of_a_catalogue_room_overrides_a_step_of_room(name:
 
 
 @pytest.mark.parametrize("name", list(BUGS))
+def test_no_catalogue_room_combines(name: str) -> None:
+    """A bug that lets the lock go mid-round would leave another reader waiting on a round that is
+    not over, lock in hand (docs/bugs.md, "Adding a bug"); the safe room does combine."""
+    assert not BUGS[name].room.combines
+    assert Room.combines
+
+
+@pytest.mark.parametrize("name", list(BUGS))
 def test_a_catalogue_session_overrides_only_the_outbox_step(name: str) -> None:
     session = BUGS[name].session
     if session is None:

@@ -66,6 +66,9 @@ def test_format_then_parse_round_trips(event: ServerEvent, wire: bytes) -> None:
 
 def test_format_msg_matches_format_event() -> None:
     assert protocol.format_msg(9, "al", "x y") == protocol.format_event(Msg(9, "al", "x y"))
+    seqs = iter(range(5, 100))
+    assert protocol.format_msgs("al", ["a", "b c"], seqs) == [b"MSG 5 al a\n", b"MSG 6 al b c\n"]
+    assert next(seqs) == 7  # one seq per text, none taken beyond the last
 
 
 def test_format_err_matches_format_event() -> None:

@@ -1,24 +1,31 @@
-"""The receivers' fast paths of chat.protocol: LineSplitter, split_msg, broadcast_seq.
+"""The fast paths of chat.protocol: LineSplitter, split_msg, broadcast_seq, plain_chat_texts.
 
 Each is checked against the reference it must agree with: LineSplitter against
 LineBuffer (same framing, same limit), split_msg and broadcast_seq against
-parse_server_line.
+parse_server_line, plain_chat_texts (the server reader's) against decode_line and
+classify_client_line line by line.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.protocol import (
     LINE_TOO_LONG,
+    Chat,
     LineBuffer,
     LineSplitter,
+    LineTooLong,
     Msg,
+    RemoteProtocolError,
     broadcast_seq,
+    classify_client_line,
+    decode_line,
     overlong_line,
     parse_server_line,
+    plain_chat_texts,
     split_msg,
 )
 
@@ -161,3 +168,85 @@ def test_split_msg_agrees_with_the_parser(seq: int, name: str, text: str, number
 )
 def test_broadcast_seq(line: str, seq: int | None) -> None:
     assert broadcast_seq(line) == seq
+
+
+# -- plain_chat_texts ------------------------------------------------------------------------------
+
+
+def _one_by_one(lines: list[bytes | LineTooLong]) -> list[str] | None:
+    """The reader's line-by-line path: the texts if every line is chat, else None."""
+    texts = []
+    for raw in lines:
+        if isinstance(raw, LineTooLong):
+            return None
+        try:
+            kind = classify_client_line(decode_line(raw))
+        except RemoteProtocolError:
+            return None
+        if not isinstance(kind, Chat):
+            return None
+        texts.append(kind.text)
+    return texts
+
+
+#: Pieces that sit on either side of what the fast path must tell apart.
+_PIECES = st.sampled_from(
+    [
+        b"hi",
+        b" ",
+        b"\t",
+        b"/",
+        b"/who",
+        b"/quit",
+        b"exit",
+        b"exit ",
+        b"xexit",
+        b"\r",
+        b"\x00",
+        b"\x1b[31m",
+        b"\x7f",
+        "\u0085".encode(),
+        "\u2028".encode(),
+        "\u00a0".encode(),
+        "\u3000".encode(),
+        b"\xc3",
+        b"\xa9",
+        b"\xff",
+        "café".encode(),
+        b"\x1c",
+        b"\x0b",
+        b"\x0c",
+    ]
+)
+_LINE = st.one_of(
+    st.lists(_PIECES, max_size=4).map(b"".join),
+    st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")),
+    st.text(max_size=12).map(lambda t: t.replace("\n", "").encode()),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(lines=st.lists(st.one_of(_LINE, st.just(LINE_TOO_LONG)), max_size=8))
+def test_plain_chat_texts_agrees_with_the_line_by_line_path(lines: list[bytes | LineTooLong]) -> None:
+    assert plain_chat_texts(lines) == _one_by_one(lines)
+
+
+@pytest.mark.parametrize(
+    "lines, texts",
+    [
+        ([b"hello", b"caf\xc3\xa9", b" x "], ["hello", "café", " x "]),
+        ([], []),
+        ([b"hello", b"/who"], None),
+        ([b"exit"], None),
+        ([b"exit now"], ["exit now"]),
+        ([b"a", b""], None),
+        ([b"", b"a"], None),  # an empty first line: what the byte checks once let through
+        ([b"a", b" b"], ["a", " b"]),  # blank-led: the byte checks defer to the precise one, which finds chat
+        ([b"a", "\u3000".encode()], None),  # blank by str.strip
+        ([b"a\rb"], None),
+        ([b"\xff"], None),
+        ([b"a", LINE_TOO_LONG], None),
+    ],
+)
+def test_plain_chat_texts(lines: list[bytes | LineTooLong], texts: list[str] | None) -> None:
+    assert plain_chat_texts(lines) == texts
