@@ -324,15 +324,24 @@ class Room:
         the lock, and whoever holds the lock serves every waiting call at
         once (:meth:`_combine_locked`): one batch per member for several
         senders' lines, where each sender would send its own. A call whose
-        texts another reader already broadcast finds them done and returns.
+        request another reader's round already ended finds it over and
+        returns. Raises :class:`RoundFailed` when the round that held its
+        request raised in another reader.
         """
         assert conn.name is not None
         request = SayRequest(conn, texts, may_pause)
         if self.combines:
             self._says.append(request)  # one C call, atomic: no lock needed to join the queue
-        with self.lock:
-            while not request.is_over:
-                self._combine_locked(request)
+        # One round per hold of the lock: between rounds, the readers whose requests
+        # are over get the lock, see it and go back to reading, and the other
+        # sections (join, leave, shutdown) get their turn. A request that is over
+        # is never written again, so its fields are read after the loop.
+        is_over = False
+        while not is_over:
+            with self.lock:
+                if not request.is_over:
+                    self._combine_locked(request)
+                is_over = request.is_over
         if request.failed is not None:
             raise RoundFailed("the broadcast that carried these lines failed") from request.failed
         return request.done, request.congested
