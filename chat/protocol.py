@@ -60,9 +60,10 @@ MAX_NAME_LEN = 20
 #: and U+2029. Raw escape sequences must never reach another user's terminal,
 #: and a client that splits lines on any of these (``str.splitlines`` does)
 #: would show a forged second line, so lines holding them are refused.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-#: The same, less ``\n``: for a batch of lines joined by ``\n`` (``plain_chat_texts``).
-_CONTROL_BUT_NL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+#: Without ``\n`` for a batch of lines joined by ``\n`` (``plain_chat_texts``).
+_CONTROL_BUT_NL = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL_RE = re.compile(rf"[\n{_CONTROL_BUT_NL}]")
+_CONTROL_BUT_NL_RE = re.compile(f"[{_CONTROL_BUT_NL}]")
 #: A line of a ``\n``-joined batch that is not chat: a command, ``exit``, or blank
 #: (``\s`` is ``str.isspace``, what ``str.strip`` strips).
 _NOT_CHAT_RE = re.compile(r"^(?:/|exit$|\s*$)", re.MULTILINE)

@@ -76,6 +76,12 @@ class Saying:
             thread.join(TIMEOUT)
             assert not thread.is_alive(), "a reader never returned from say"
 
+    def run_queued(self) -> None:
+        """Queue every reader while the test holds the lock, let the lock go, wait for them all."""
+        with self.room.lock:
+            self.start_queued()
+        self.join()
+
 
 def msg_lines(conn: Connection) -> list[str]:
     return [line for line in lines(conn) if line.startswith("MSG")]
@@ -88,9 +94,7 @@ def test_one_holder_broadcasts_every_waiting_readers_lines_in_one_batch_per_memb
     everyone = [*senders, watcher]
     before = {c.name: len(batches(c)) for c in everyone}
     saying = Saying(room, [(conn, [f"{conn.name}-{i}" for i in range(3)]) for conn in senders])
-    with room.lock:
-        saying.start_queued()
-    saying.join()
+    saying.run_queued()
     assert saying.results == {"alice": (3, None), "bob": (3, None), "carol": (3, None)}
     # One round: each member got every sender's lines in ONE call, not one per sender.
     for conn in everyone:
@@ -112,9 +116,7 @@ def test_a_request_longer_than_a_chunk_is_served_over_several_rounds_in_order(so
     alice, bob = member(room, sockets, "alice"), member(room, sockets, "bob")
     long = [f"a{i}" for i in range(room.say_chunk * 2 + 5)]
     saying = Saying(room, [(alice, long), (bob, ["b0", "b1"])])
-    with room.lock:
-        saying.start_queued()
-    saying.join()
+    saying.run_queued()
     assert saying.results == {"alice": (len(long), None), "bob": (2, None)}
     for conn in (alice, bob):
         seen = msg_lines(conn)
@@ -132,9 +134,7 @@ def test_a_round_carries_at_most_say_batch_lines_and_the_rest_wait_their_turn(so
     senders = [member(room, sockets, name) for name in ("s1", "s2", "s3", "s4")]
     texts = {conn.name: [f"{conn.name}-{i}" for i in range(10)] for conn in senders}
     saying = Saying(room, [(conn, texts[str(conn.name)]) for conn in senders])
-    with room.lock:
-        saying.start_queued()
-    saying.join()
+    saying.run_queued()
     assert saying.results == {name: (10, None) for name in texts}
     for conn in senders:
         assert max(batches(conn)) <= room.say_batch
@@ -143,33 +143,31 @@ def test_a_round_carries_at_most_say_batch_lines_and_the_rest_wait_their_turn(so
             assert [line.split(" ")[3] for line in seen if f" {name} " in line] == sent
 
 
-def test_waiting_readers_pause_for_a_congested_recipient_and_broadcast_nothing(sockets: Sockets) -> None:
+def two_senders_and_a_busy_member(sockets: Sockets) -> tuple[Room, Connection, Connection, Connection]:
+    """A room at high water 10 with alice and bob, and a member whose outbox drains only when told."""
     room = Room(max_clients=10, max_backlog=40)
     alice, bob = member(room, sockets, "alice"), member(room, sockets, "bob")
     busy = member(room, sockets, "busy", auto=False)
     assert isinstance(busy.outbox, FakeOutbox)
     busy.outbox.drain()
+    return room, alice, bob, busy
+
+
+def test_waiting_readers_pause_for_a_congested_recipient_and_broadcast_nothing(sockets: Sockets) -> None:
+    room, alice, bob, busy = two_senders_and_a_busy_member(sockets)
     assert room.say(alice, [f"x{i}" for i in range(room.say_chunk)]) == (room.say_chunk, busy.outbox)
     seq = room.seq
     saying = Saying(room, [(alice, ["later"]), (bob, ["also later"])])
-    with room.lock:
-        saying.start_queued()
-    saying.join()
+    saying.run_queued()
     # Each reader learns who to wait for (outside the lock), and nothing was added to the congested one.
     assert saying.results == {"alice": (0, busy.outbox), "bob": (0, busy.outbox)}
     assert room.seq == seq
 
 
 def test_every_reader_served_by_a_round_that_congested_a_recipient_waits_for_it(sockets: Sockets) -> None:
-    room = Room(max_clients=10, max_backlog=40)
-    alice, bob = member(room, sockets, "alice"), member(room, sockets, "bob")
-    busy = member(room, sockets, "busy", auto=False)
-    assert isinstance(busy.outbox, FakeOutbox)
-    busy.outbox.drain()
+    room, alice, bob, busy = two_senders_and_a_busy_member(sockets)
     saying = Saying(room, [(alice, ["a"] * 6), (bob, ["b"] * 6)])  # 12 lines: past the mark of 10
-    with room.lock:
-        saying.start_queued()
-    saying.join()
+    saying.run_queued()
     assert saying.results == {"alice": (6, busy.outbox), "bob": (6, busy.outbox)}
     assert busy.is_member and busy.outbox.backlog() == 12
 
@@ -207,9 +205,7 @@ def test_a_round_that_raises_fails_every_reader_it_held_and_leaves_the_room_work
     assert isinstance(broken.outbox, FailingOutbox)
     broken.outbox.armed = True
     saying = Saying(room, [(conn, ["hi"]) for conn in senders])
-    with room.lock:
-        saying.start_queued()
-    saying.join()  # nobody waits for ever for the round that failed
+    saying.run_queued()  # nobody waits for ever for the round that failed
     assert saying.results == {}
     errors = sorted(type(exc).__name__ for exc in saying.raised.values())
     assert errors == ["RoundFailed", "RoundFailed", "ValueError"]  # the runner's own error, and theirs
