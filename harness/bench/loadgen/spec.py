@@ -131,6 +131,10 @@ Report = Ready | Joined | Started | Figures | Failed
 R = TypeVar("R", Ready, Joined, Started, Figures)
 
 
+#: ``Shared.wake_at`` when the publisher is not waiting for the window.
+NOT_WAITING = 1 << 62
+
+
 class Shared(NamedTuple):
     """What the parent and all its workers share in shared memory (single-writer slots, read without a
     lock: see :mod:`harness.bench.loadgen`)."""
@@ -140,3 +144,11 @@ class Shared(NamedTuple):
     mins: Any  #: ``RawArray("q")``: the count of each worker's slowest member
     final_sent: Any  #: ``RawValue("q")``: messages sent in all, written once the publishers stop (-1 before)
     connect: Any  #: ``Event``: set once every worker is ready, so that all start connecting at once
+    #: ``RawValue("q")``: while the publisher waits for the window to open, the count every worker's
+    #: slowest member must reach for it to go on; NOT_WAITING otherwise (written by the publisher, and
+    #: back to NOT_WAITING by the worker that wakes it)
+    wake_at: Any
+    #: The wake-up pipe (``Connection`` ends, used as raw fds): a counting worker whose slowest member
+    #: reached ``wake_at`` writes a byte to ``wake_w``; ``wake_r`` is in the publisher's poll set
+    wake_r: Any
+    wake_w: Any

@@ -6,6 +6,7 @@ See :mod:`harness.bench.loadgen` for how a run goes and why members count lines 
 from __future__ import annotations
 
 import logging
+import os
 import select
 import socket
 import time
@@ -17,6 +18,7 @@ from harness.bench.loadgen.spec import (
     EXIT,
     GO,
     MAX_WITNESSES,
+    NOT_WAITING,
     SETUP,
     Failed,
     Figures,
@@ -44,6 +46,9 @@ IDLE_POLL = 0.02
 DRAIN_IDLE = 5.0
 #: Saturation: the receive low-water mark in bytes (about 50 lines).
 RCVLOWAT = 4096
+#: Saturation: the longest the publisher sleeps waiting for the window when no wake-up comes (a wake-up
+#: can be missed, rarely: see ``_Worker.publish_counts``).
+WAKE_FALLBACK = 0.001
 
 
 class _Poller:
@@ -136,6 +141,13 @@ class _Worker:
         self.connect = shared.connect
         self.pipe = pipe
         self.is_publisher = slot == 0
+        # The window's wake-up (see Shared): the publisher polls the read end, the others write to the
+        # write end, never blocking (a full pipe already holds a wake-up).
+        self.wake_at = shared.wake_at
+        self.wake_conn = shared.wake_r if self.is_publisher else shared.wake_w
+        self.wake_fd = self.wake_conn.fileno()
+        os.set_blocking(self.wake_fd, False)
+        self.last_min = -1
         self.wire = wire_for(spec.protocol, spec.token)
         self.lpm = self.wire.lines_per_message
         self.quickack = self.wire.nagle and hasattr(socket, "TCP_QUICKACK")
@@ -144,6 +156,8 @@ class _Worker:
         self.senders: list[socket.socket] = []
         self.by_fd: dict[int, _Member] = {}
         self.poller = _Poller()
+        if self.is_publisher:
+            self.poller.register(self.wake_fd)
         self.buf = bytearray(RECV_SIZE)
         self.violations = 0
         self.witnesses: list[str] = []
@@ -219,6 +233,8 @@ class _Worker:
         for fd, _ in self.poller.poll(timeout):
             m = self.by_fd.get(fd)
             if m is None:
+                if fd == self.wake_fd:
+                    self._drain_wakes()
                 continue
             try:
                 n = m.sock.recv_into(buf)
@@ -239,6 +255,13 @@ class _Worker:
                     m.count = m.lines // self.lpm
             else:
                 self._feed(m, bytes(buf[:n]), time.time())
+
+    def _drain_wakes(self) -> None:
+        try:
+            while os.read(self.wake_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _close_member(self, m: _Member) -> None:
         m.closed = True
@@ -323,11 +346,29 @@ class _Worker:
             self.witnesses.append(text)
 
     def publish_counts(self) -> None:
+        """Publish this worker's figures, and wake the publisher if it waits for them.
+
+        The publisher waits for the window to open (saturation): it writes ``wake_at``, the count every
+        worker's slowest member must reach, and reads ``mins`` once more; a worker writes ``mins`` and
+        then reads ``wake_at``, and the one that reaches it writes a byte to the publisher's wake-up
+        pipe. So the publisher wakes at most once per worker per wait, not at every line. Without a
+        fence between the two sides a wake-up can be missed (each may see the other's old value); the
+        publisher then sleeps ``WAKE_FALLBACK`` before it looks again. Polling alone slept that long at
+        every closing of the window (epoll rounds a timeout up to a millisecond): at 10 members that
+        nap, not the server, set the pace of the run.
+        """
         members = self.members
         self.counts[self.slot] = sum(m.count - m.credit for m in members)
-        self.mins[self.slot] = (
-            min((m.count for m in members if not m.closed), default=0) if members else 1 << 62
-        )
+        slowest = min((m.count for m in members if not m.closed), default=0) if members else 1 << 62
+        self.mins[self.slot] = slowest
+        if slowest != self.last_min and not self.is_publisher:
+            self.last_min = slowest
+            if slowest >= self.wake_at.value:
+                self.wake_at.value = NOT_WAITING
+                try:
+                    os.write(self.wake_fd, b"w")
+                except BlockingIOError:  # the pipe is full of wake-ups already
+                    pass
 
     # -- the phases -----------------------------------------------------------------
     def run(self) -> None:
@@ -444,6 +485,7 @@ class _Worker:
         pubs = self.members
         credits = not self.wire.echo
         window = max(1, spec.window)
+        wake_at = self.wake_at
         per_pub = max(1, min(spec.batch, window // n_pub))
         sent = 0
         phase = self.phase
@@ -453,7 +495,14 @@ class _Worker:
             slowest = min(mins[i] for i in range(slots))
             room = window - (sent - slowest)
             if room < n_pub:
-                self.receive(0.0005)  # wait for the slowest member, on our own sockets' data
+                # Wait for the slowest member: our own sockets' data, or a counting worker's wake-up
+                # (publish_counts). Say what we wait for first, then look once more, so that a count
+                # published in between is seen.
+                wake_at.value = sent - window + n_pub
+                slowest = min(mins[i] for i in range(slots))
+                if window - (sent - slowest) < n_pub:
+                    self.receive(WAKE_FALLBACK)
+                wake_at.value = NOT_WAITING
                 continue
             if any(pending):
                 self._flush(pending)

@@ -1,11 +1,20 @@
-"""The load generator's pure parts: the generator-bound rule, its CPU window, the publishers' lines."""
+"""The load generator's parts, without a server: the generator-bound rule, its CPU window, the publishers'
+lines, the window's wake-up."""
 
 from __future__ import annotations
+
+import multiprocessing
+import os
+import select
+import socket
+from multiprocessing import Pipe
 
 from chat import protocol
 from harness.bench.loadgen import CpuWindow, LoadSpec, is_generator_bound
 from harness.bench.loadgen.run import SERVER
+from harness.bench.loadgen.spec import GO, NOT_WAITING, Shared
 from harness.bench.loadgen.wire import ChatWire
+from harness.bench.loadgen.worker import _Member, _Worker
 from harness.common.procstat import CpuUse
 from harness.record.payload import decode_payload, due_text
 
@@ -46,3 +55,68 @@ def test_spec_names_are_unique_per_run_and_publishers_come_first() -> None:
     assert len(names) == 4 and names[:2] == [f"p0-{spec.token}", f"p1-{spec.token}"]
     assert ChatWire(spec.token).marker(own=True) == f" p0-{spec.token} bench-start\n".encode()
     assert [spec.bot_id(n) for n in names] == ["p0", "p1", "m2", "m3"]
+
+
+def _shared(slots: int) -> Shared:
+    ctx = multiprocessing.get_context("spawn")
+    wake_r, wake_w = ctx.Pipe(duplex=False)
+    return Shared(
+        phase=ctx.RawValue("i", GO),
+        counts=ctx.RawArray("q", slots),
+        mins=ctx.RawArray("q", slots),
+        final_sent=ctx.RawValue("q", -1),
+        connect=ctx.Event(),
+        wake_at=ctx.RawValue("q", NOT_WAITING),
+        wake_r=wake_r,
+        wake_w=wake_w,
+    )
+
+
+def test_a_counting_worker_wakes_the_waiting_publisher_once_its_slowest_member_gets_there() -> None:
+    shared = _shared(2)
+    spec = LoadSpec("127.0.0.1", 1, members=2, publishers=1)
+    ours, theirs = socket.socketpair()
+    reports = [Pipe(duplex=False) for _ in range(2)]  # what the workers would tell the parent: unused
+    publisher = _Worker(0, spec, [], shared, reports[0][1])
+    counter = _Worker(1, spec, [], shared, reports[1][1])
+    try:
+        member = _Member("m1", ours, parses=False, marker=b"")
+        counter.members.append(member)
+
+        def woken() -> bool:
+            ready = select.select([shared.wake_r.fileno()], [], [], 0)[0]
+            publisher.receive(0)  # drains the wake-ups, as in the publisher's wait
+            return bool(ready)
+
+        member.count = 3
+        counter.publish_counts()  # the publisher is not waiting: no wake-up, whatever moved
+        assert shared.mins[1] == 3 and not woken()
+        shared.wake_at.value = 10
+        member.count = 9
+        counter.publish_counts()  # waiting, moved, but not far enough
+        assert shared.mins[1] == 9 and shared.wake_at.value == 10 and not woken()
+        member.count = 12
+        counter.publish_counts()
+        assert shared.mins[1] == 12 and shared.wake_at.value == NOT_WAITING and woken()
+        assert not woken()  # drained: one wake-up per wait
+        member.count = 13
+        counter.publish_counts()  # nobody waits any more
+        assert not woken()
+        # A pipe full of wake-ups does not block the counting worker.
+        os.set_blocking(shared.wake_w.fileno(), False)
+        while True:
+            try:
+                os.write(shared.wake_w.fileno(), b"x" * 4096)
+            except BlockingIOError:
+                break
+        shared.wake_at.value = 14
+        member.count = 14
+        counter.publish_counts()
+        assert shared.mins[1] == 14 and woken() and not woken()
+    finally:
+        publisher.poller.close()
+        counter.poller.close()
+        for sock in (ours, theirs):
+            sock.close()
+        for conn in (shared.wake_r, shared.wake_w, *(end for pair in reports for end in pair)):
+            conn.close()
