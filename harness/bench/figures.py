@@ -96,7 +96,9 @@ def ratios(
     rows: Sequence[dict[str, Any]], sizes: Sequence[int], peers: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     """Saturation ratios between designs, and of ``batched`` to each peer (``batched_over_<peer>``), per
-    member count, from medians of the same run. ``generator_bound``: a figure behind a ratio shown was."""
+    member count, from medians of the same run. ``generator_bound``: a figure behind a ratio between our
+    designs was bounded by the generator; ``generator_bound_peers``: the peers whose ratio to ``batched``
+    was. Kept apart, so that a peer the generator could not saturate voids only its own ratio."""
     out = []
     for m in sizes:
         d, d_bound = median_of(rows, "saturation", "direct", m, "deliveries_per_s")
@@ -109,11 +111,13 @@ def ratios(
             "batched_over_queued": b / q if b and q else None,
             "generator_bound": (b_bound or d_bound) if b and d else (b_bound or d_bound or q_bound),
         }
+        bound_peers = []
         for peer in peers:
             p, p_bound = median_of(rows, "saturation", peer, m, "deliveries_per_s")
             row[f"batched_over_{peer}"] = b / p if b and p else None
-            if b and p:
-                row["generator_bound"] = row["generator_bound"] or b_bound or p_bound
+            if b and p and (b_bound or p_bound):
+                bound_peers.append(peer)
+        row["generator_bound_peers"] = bound_peers
         out.append(row)
     return out
 

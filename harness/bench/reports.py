@@ -133,6 +133,14 @@ def saturation_table(
     return t
 
 
+def _ratio_note(row: dict[str, Any]) -> Text:
+    """GENERATOR-BOUND for the ratios between our designs; for a peer's alone, which peer."""
+    if row["generator_bound"]:
+        return Text("GENERATOR-BOUND", style="bold yellow")
+    peers = row.get("generator_bound_peers") or []
+    return Text(f"GENERATOR-BOUND: {', '.join(peers)}", style="bold yellow") if peers else Text("")
+
+
 def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ()) -> Table:
     """batched, queued and direct against each other, and batched against each peer (``--peers``)."""
     t = Table(title="Ratios of medians (same run)", title_justify="left")
@@ -150,7 +158,7 @@ def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ())
         t.add_row(
             str(r["members"]),
             *(x(r.get(key)) for key in keys),
-            Text("GENERATOR-BOUND", style="bold yellow") if r["generator_bound"] else "",
+            _ratio_note(r),
         )
     return t
 

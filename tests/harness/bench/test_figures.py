@@ -28,6 +28,25 @@ def test_aggregate_takes_medians_and_ratios_compare_them() -> None:
     assert ratio["generator_bound"] is True
 
 
+def test_a_peer_the_generator_bounded_voids_its_own_ratio_not_ours() -> None:
+    runs = [
+        _run("direct", 10, 0, 2.0e5),
+        _run("batched", 10, 0, 2.0e6),
+        _run("ngircd", 10, 0, 1.0e6, generator_bound=True),
+        _run("redis", 10, 0, 2.5e6),
+    ]
+    (ratio,) = ratios(aggregate(runs), [10], peers=["ngircd", "redis"])
+    assert ratio["batched_over_direct"] == pytest.approx(10.0) and ratio["generator_bound"] is False
+    assert ratio["batched_over_ngircd"] == pytest.approx(2.0)
+    assert ratio["batched_over_redis"] == pytest.approx(0.8)
+    assert ratio["generator_bound_peers"] == ["ngircd"]
+    # ... and when batched itself was bounded, every ratio it is in was.
+    (ratio,) = ratios(
+        aggregate([*runs, _run("batched", 10, 1, 2.0e6, generator_bound=True)]), [10], ["redis"]
+    )
+    assert ratio["generator_bound"] is True and ratio["generator_bound_peers"] == ["redis"]
+
+
 def test_a_failed_run_counts_as_a_rep_but_not_in_the_medians() -> None:
     rows = aggregate([_run("direct", 10, 0, 1.0e5), _run("direct", 10, 1, 9.9e9, error="refused")])
     (row,) = rows

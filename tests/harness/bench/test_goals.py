@@ -231,3 +231,19 @@ def test_peer_figures_are_picked_out_of_the_runs_and_peer_runs_are_not_ours_to_j
     assert f.efficiency == Measured(4.2e6, False) and f.peer_efficiency == Measured(9.0e6, True)
     # The peer's loss shows in its own row, not in the goal about our designs.
     assert f.load == LoadChecks(runs=2, unclean=0, lost=0, order=0, drops=0, errors=0)
+
+
+def test_a_peer_the_generator_bounded_leaves_the_goals_between_our_designs_judged() -> None:
+    runs = [
+        saturation_run("direct", 10, 0, 2.0e5),
+        saturation_run("batched", 10, 0, 2.0e6),
+        saturation_run("ngircd", 10, 0, 1.0e6, generator_bound=True),
+        saturation_run("redis", 10, 0, 2.5e6),
+    ]
+    rows = aggregate(runs)
+    peers = ["ngircd", "redis"]
+    f = goal_figures(runs, rows, ratios(rows, [10], peers), {}, {p: {"note": None} for p in peers})
+    assert f.saturation_ratios[10] == Measured(10.0, False)
+    assert f.peer_ratios[10] == Measured(0.8, False)
+    verdicts = {_key(r.goal): r.verdict for r in goals(f)}
+    assert verdicts["saturation at 10"] == PASS and verdicts["redis at 10"] == FAIL

@@ -45,6 +45,14 @@ def test_ratio_table_has_a_column_per_peer() -> None:
     assert "redis" in text.split("Ratios")[0]  # the peers' rows in the saturation table
 
 
+def test_ratio_table_names_the_peer_the_generator_bounded() -> None:
+    runs = [_run("batched", 50, 0, 4.0e6), _run("redis", 50, 0, 5.0e6), _run("ngircd", 50, 0, 2.0e6)]
+    runs[2]["generator_bound"] = True
+    rows = aggregate(runs)
+    ratio_part = _text(ratio_table(ratios(rows, [50], ["ngircd", "redis"]), ["ngircd", "redis"]))
+    assert "GENERATOR-BOUND: ngircd" in ratio_part and "redis," not in ratio_part
+
+
 def test_progress_line_shows_the_figure_the_cpu_and_the_flags() -> None:
     line = progress_line(_run("batched", 50, 0, 3.243e6, lost=2, generator_bound=True))
     assert line.startswith("saturation      batched             50 members  rep 1: 3.243 M deliveries/s")
