@@ -138,7 +138,7 @@ def _ratio_note(row: dict[str, Any]) -> Text:
     if row["generator_bound"]:
         return Text("GENERATOR-BOUND", style="bold yellow")
     peers = row.get("generator_bound_peers") or []
-    return Text(f"GENERATOR-BOUND: {', '.join(peers)}", style="bold yellow") if peers else Text("")
+    return Text(f"GENERATOR-BOUND\n({', '.join(peers)})", style="bold yellow") if peers else Text("")
 
 
 def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ()) -> Table:
@@ -149,7 +149,7 @@ def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ())
     t.add_column("members", justify="right")
     for key in keys:
         t.add_column(key.replace("_over_", "/"), justify="right")
-    t.add_column("note")
+    t.add_column("note", min_width=len("GENERATOR-BOUND"))  # never cut: a peer's name may follow
 
     def x(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}x"
