@@ -19,8 +19,6 @@ from harness.bench.loadgen.spec import (
     EXIT,
     GO,
     MAX_WITNESSES,
-    NOT_WAITING,
-    SETUP,
     STOP,
     Failed,
     Figures,
@@ -155,17 +153,7 @@ def run_load(
     ctx = _context()
     groups = _split(spec.names(), spec.n_publishers, spec.procs)
     slots = len(groups)
-    wake_r, wake_w = ctx.Pipe(duplex=False)
-    shared = Shared(
-        phase=ctx.RawValue("i", SETUP),
-        counts=ctx.RawArray("q", slots),
-        mins=ctx.RawArray("q", slots),
-        final_sent=ctx.RawValue("q", -1),
-        connect=ctx.Event(),
-        wake_at=ctx.RawValue("q", NOT_WAITING),
-        wake_r=wake_r,
-        wake_w=wake_w,
-    )
+    shared = Shared.create(ctx, slots)
     pipes: list[Connection] = []
     procs: list[Any] = []
     try:
@@ -192,8 +180,7 @@ def run_load(
                 proc.join(5.0)
         for pipe in pipes:
             pipe.close()
-        wake_r.close()
-        wake_w.close()
+        shared.close()
 
 
 def _collect(pipes: list[Connection], procs: list[Any], want: type[R], timeout: float) -> dict[int, R]:

@@ -152,3 +152,23 @@ class Shared(NamedTuple):
     #: reached ``wake_at`` writes a byte to ``wake_w``; ``wake_r`` is in the publisher's poll set
     wake_r: Any
     wake_w: Any
+
+    @classmethod
+    def create(cls, ctx: Any, slots: int, phase: int = SETUP) -> Shared:
+        """Everything at its starting value, for ``slots`` workers, from a multiprocessing context."""
+        wake_r, wake_w = ctx.Pipe(duplex=False)
+        return cls(
+            phase=ctx.RawValue("i", phase),
+            counts=ctx.RawArray("q", slots),
+            mins=ctx.RawArray("q", slots),
+            final_sent=ctx.RawValue("q", -1),
+            connect=ctx.Event(),
+            wake_at=ctx.RawValue("q", NOT_WAITING),
+            wake_r=wake_r,
+            wake_w=wake_w,
+        )
+
+    def close(self) -> None:
+        """Close this process's ends of the wake-up pipe."""
+        self.wake_r.close()
+        self.wake_w.close()

@@ -25,3 +25,13 @@ def saturation_run(design: str, members: int, rep: int, rate: float, **kw: Any) 
     }
     r.update(kw)
     return r
+
+
+def a_generator_bound_peer_at_10() -> list[dict[str, Any]]:
+    """Saturation at 10 members: batched 10x direct, 0.8x redis, and an ngircd run the generator bounded."""
+    return [
+        saturation_run("direct", 10, 0, 2.0e5),
+        saturation_run("batched", 10, 0, 2.0e6),
+        saturation_run("ngircd", 10, 0, 1.0e6, generator_bound=True),
+        saturation_run("redis", 10, 0, 2.5e6),
+    ]

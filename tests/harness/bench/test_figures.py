@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.bench.figures import Median, aggregate, instrumentation_cost, median_of, ratios
+from tests.harness.bench.records import a_generator_bound_peer_at_10
 from tests.harness.bench.records import saturation_run as _run
 
 
@@ -29,12 +30,7 @@ def test_aggregate_takes_medians_and_ratios_compare_them() -> None:
 
 
 def test_a_peer_the_generator_bounded_voids_its_own_ratio_not_ours() -> None:
-    runs = [
-        _run("direct", 10, 0, 2.0e5),
-        _run("batched", 10, 0, 2.0e6),
-        _run("ngircd", 10, 0, 1.0e6, generator_bound=True),
-        _run("redis", 10, 0, 2.5e6),
-    ]
+    runs = a_generator_bound_peer_at_10()
     (ratio,) = ratios(aggregate(runs), [10], peers=["ngircd", "redis"])
     assert ratio["batched_over_direct"] == pytest.approx(10.0) and ratio["generator_bound"] is False
     assert ratio["batched_over_ngircd"] == pytest.approx(2.0)

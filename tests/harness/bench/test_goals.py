@@ -23,7 +23,7 @@ from harness.bench.goals import (
     goal_figures,
     goals,
 )
-from tests.harness.bench.records import saturation_run
+from tests.harness.bench.records import a_generator_bound_peer_at_10, saturation_run
 
 PASS, FAIL, NA, INFO = GoalVerdict.PASS, GoalVerdict.FAIL, GoalVerdict.NOT_APPLICABLE, GoalVerdict.INFO
 
@@ -234,12 +234,7 @@ def test_peer_figures_are_picked_out_of_the_runs_and_peer_runs_are_not_ours_to_j
 
 
 def test_a_peer_the_generator_bounded_leaves_the_goals_between_our_designs_judged() -> None:
-    runs = [
-        saturation_run("direct", 10, 0, 2.0e5),
-        saturation_run("batched", 10, 0, 2.0e6),
-        saturation_run("ngircd", 10, 0, 1.0e6, generator_bound=True),
-        saturation_run("redis", 10, 0, 2.5e6),
-    ]
+    runs = a_generator_bound_peer_at_10()
     rows = aggregate(runs)
     peers = ["ngircd", "redis"]
     f = goal_figures(runs, rows, ratios(rows, [10], peers), {}, {p: {"note": None} for p in peers})

@@ -57,23 +57,8 @@ def test_spec_names_are_unique_per_run_and_publishers_come_first() -> None:
     assert [spec.bot_id(n) for n in names] == ["p0", "p1", "m2", "m3"]
 
 
-def _shared(slots: int) -> Shared:
-    ctx = multiprocessing.get_context("spawn")
-    wake_r, wake_w = ctx.Pipe(duplex=False)
-    return Shared(
-        phase=ctx.RawValue("i", GO),
-        counts=ctx.RawArray("q", slots),
-        mins=ctx.RawArray("q", slots),
-        final_sent=ctx.RawValue("q", -1),
-        connect=ctx.Event(),
-        wake_at=ctx.RawValue("q", NOT_WAITING),
-        wake_r=wake_r,
-        wake_w=wake_w,
-    )
-
-
 def test_a_counting_worker_wakes_the_waiting_publisher_once_its_slowest_member_gets_there() -> None:
-    shared = _shared(2)
+    shared = Shared.create(multiprocessing.get_context("spawn"), 2, phase=GO)
     spec = LoadSpec("127.0.0.1", 1, members=2, publishers=1)
     ours, theirs = socket.socketpair()
     reports = [Pipe(duplex=False) for _ in range(2)]  # what the workers would tell the parent: unused
@@ -118,5 +103,6 @@ def test_a_counting_worker_wakes_the_waiting_publisher_once_its_slowest_member_g
         counter.poller.close()
         for sock in (ours, theirs):
             sock.close()
-        for conn in (shared.wake_r, shared.wake_w, *(end for pair in reports for end in pair)):
+        shared.close()
+        for conn in (end for pair in reports for end in pair):
             conn.close()
