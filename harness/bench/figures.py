@@ -96,9 +96,10 @@ def ratios(
     rows: Sequence[dict[str, Any]], sizes: Sequence[int], peers: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     """Saturation ratios between designs, and of ``batched`` to each peer (``batched_over_<peer>``), per
-    member count, from medians of the same run. ``generator_bound``: a figure behind a ratio between our
-    designs was bounded by the generator; ``generator_bound_peers``: the peers whose ratio to ``batched``
-    was. Kept apart, so that a peer the generator could not saturate voids only its own ratio."""
+    member count, from medians of the same run. ``generator_bound``: the generator bounded ``batched``'s
+    or ``direct``'s figure (the ratio the goals judge; any design's when one of the two is missing);
+    ``generator_bound_peers``: the peers whose ratio to ``batched`` it bounded. Kept apart, so that a
+    peer the generator could not saturate voids only its own ratio."""
     out = []
     for m in sizes:
         d, d_bound = median_of(rows, "saturation", "direct", m, "deliveries_per_s")

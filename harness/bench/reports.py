@@ -134,11 +134,12 @@ def saturation_table(
 
 
 def _ratio_note(row: dict[str, Any]) -> Text:
-    """GENERATOR-BOUND for the ratios between our designs; for a peer's alone, which peer."""
-    if row["generator_bound"]:
-        return Text("GENERATOR-BOUND", style="bold yellow")
+    """GENERATOR-BOUND when a figure behind batched/direct was; and the peers whose ratio was."""
+    lines = ["GENERATOR-BOUND"] if row["generator_bound"] else []
     peers = row.get("generator_bound_peers") or []
-    return Text(f"GENERATOR-BOUND\n({', '.join(peers)})", style="bold yellow") if peers else Text("")
+    if peers:
+        lines = ["GENERATOR-BOUND", f"({', '.join(peers)})"]
+    return Text("\n".join(lines), style="bold yellow")
 
 
 def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ()) -> Table:

@@ -350,20 +350,23 @@ class _Worker:
 
         The publisher waits for the window to open (saturation): it writes ``wake_at``, the count every
         worker's slowest member must reach, and reads ``mins`` once more; a worker writes ``mins`` and
-        then reads ``wake_at``, and the one that reaches it writes a byte to the publisher's wake-up
-        pipe. So the publisher wakes at most once per worker per wait, not at every line. Without a
-        fence between the two sides a wake-up can be missed (each may see the other's old value); the
-        publisher then sleeps ``WAKE_FALLBACK`` before it looks again. Polling alone slept that long at
-        every closing of the window (epoll rounds a timeout up to a millisecond): at 10 members that
-        nap, not the server, set the pace of the run.
+        then reads ``wake_at``, and the one whose slowest member *crosses* it writes a byte to the
+        publisher's wake-up pipe. A worker already past it when the publisher began to wait stays
+        quiet (the publisher's second read saw it there): so the publisher wakes at most once per worker
+        per awaited count, not at every line of the workers ahead. Without a fence between the two
+        sides a wake-up can be missed (each may see the other's old value); the publisher then sleeps
+        ``WAKE_FALLBACK`` before it looks again. Polling alone slept that long at every closing of the
+        window (CPython rounds an ``epoll`` timeout up to a whole millisecond): at 10 members that nap,
+        not the server, set the pace of the run.
         """
         members = self.members
         self.counts[self.slot] = sum(m.count - m.credit for m in members)
         slowest = min((m.count for m in members if not m.closed), default=0) if members else 1 << 62
         self.mins[self.slot] = slowest
-        if slowest != self.last_min and not self.is_publisher:
-            self.last_min = slowest
-            if slowest >= self.wake_at.value:
+        before, self.last_min = self.last_min, slowest
+        if slowest != before and not self.is_publisher:
+            awaited = self.wake_at.value
+            if awaited != NOT_WAITING and before < awaited <= slowest:
                 self.wake_at.value = NOT_WAITING
                 try:
                     os.write(self.wake_fd, b"w")

@@ -87,6 +87,13 @@ def test_a_counting_worker_wakes_the_waiting_publisher_once_its_slowest_member_g
         member.count = 13
         counter.publish_counts()  # nobody waits any more
         assert not woken()
+        # Waiting for a count this worker had already passed: the publisher's own second look saw it,
+        # and the worker's later moves do not wake it (the worker that crosses the count will).
+        shared.wake_at.value = 11
+        member.count = 20
+        counter.publish_counts()
+        assert shared.wake_at.value == 11 and not woken()
+        shared.wake_at.value = NOT_WAITING
         # A pipe full of wake-ups does not block the counting worker.
         os.set_blocking(shared.wake_w.fileno(), False)
         while True:
@@ -94,10 +101,10 @@ def test_a_counting_worker_wakes_the_waiting_publisher_once_its_slowest_member_g
                 os.write(shared.wake_w.fileno(), b"x" * 4096)
             except BlockingIOError:
                 break
-        shared.wake_at.value = 14
-        member.count = 14
+        shared.wake_at.value = 21
+        member.count = 21
         counter.publish_counts()
-        assert shared.mins[1] == 14 and woken() and not woken()
+        assert shared.mins[1] == 21 and woken() and not woken()
     finally:
         publisher.poller.close()
         counter.poller.close()

@@ -51,6 +51,9 @@ def test_ratio_table_names_the_peer_the_generator_bounded() -> None:
     rows = aggregate(runs)
     ratio_part = _text(ratio_table(ratios(rows, [50], ["ngircd", "redis"]), ["ngircd", "redis"]))
     assert "GENERATOR-BOUND" in ratio_part and "(ngircd)" in ratio_part and "redis)" not in ratio_part
+    # direct bounded too: the note still names the peer.
+    rows = aggregate([*runs, _run("direct", 50, 0, 2.0e5, generator_bound=True)])
+    assert "(ngircd)" in _text(ratio_table(ratios(rows, [50], ["ngircd", "redis"]), ["ngircd", "redis"]))
 
 
 def test_progress_line_shows_the_figure_the_cpu_and_the_flags() -> None:
