@@ -135,11 +135,11 @@ def saturation_table(
 
 def _ratio_note(row: dict[str, Any]) -> Text:
     """GENERATOR-BOUND when a figure behind batched/direct was; and the peers whose ratio was."""
-    lines = ["GENERATOR-BOUND"] if row["generator_bound"] else []
     peers = row.get("generator_bound_peers") or []
-    if peers:
-        lines = ["GENERATOR-BOUND", f"({', '.join(peers)})"]
-    return Text("\n".join(lines), style="bold yellow")
+    if not (row["generator_bound"] or peers):
+        return Text("")
+    named = [f"({', '.join(peers)})"] if peers else []
+    return Text("\n".join(["GENERATOR-BOUND", *named]), style="bold yellow")
 
 
 def ratio_table(ratio_rows: Sequence[dict[str, Any]], peers: Sequence[str] = ()) -> Table:

@@ -36,7 +36,7 @@ Two kinds of load:
 ``saturate``  closed loop. The publishers keep at most ``window`` messages in flight: sent, but not yet
               received by the slowest member of the run. Workers publish their slowest member's count in
               shared memory, and the publisher reads it before each batch; when the window is full it
-              says which count it waits for, and the worker that sees it reached wakes it through a pipe
+              says which count it waits for, and the worker that sees it crossed wakes it through a pipe
               (a timed poll there, rounded up to a millisecond, set the pace at 10 members). So a
               healthy member's backlog in the server never passes ``window`` lines (keep it under the
               server's high-water mark), no member is dropped as slow and nothing is lost: the figure is

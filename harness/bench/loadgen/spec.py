@@ -149,7 +149,7 @@ class Shared(NamedTuple):
     #: back to NOT_WAITING by the worker that wakes it)
     wake_at: Any
     #: The wake-up pipe (``Connection`` ends, used as raw fds): a counting worker whose slowest member
-    #: reached ``wake_at`` writes a byte to ``wake_w``; ``wake_r`` is in the publisher's poll set
+    #: crosses ``wake_at`` writes a byte to ``wake_w``; ``wake_r`` is in the publisher's poll set
     wake_r: Any
     wake_w: Any
 
